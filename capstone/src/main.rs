@@ -1,1 +1,792 @@
-fn main() {}
+//! `berth`: a small container engine with Docker's command names, composed
+//! from the course's labs.
+
+mod attach;
+mod container;
+mod image;
+mod logs;
+mod monitor;
+mod ops;
+mod options;
+mod state;
+mod template;
+mod tty;
+mod views;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::{Result, bail};
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::container::CreateRequest;
+use crate::options::{IpcMode, NetworkMode, RestartPolicy, RunOptions};
+use crate::state::Store;
+
+/// A small container engine built from Linux namespaces, one lab at a time.
+#[derive(Parser, Debug)]
+#[command(name = "berth", version, about, disable_help_subcommand = true)]
+struct Cli {
+    /// Where images and containers are kept.
+    #[arg(long, global = true, env = "BERTH_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Where runtime files (locks) are kept.
+    #[arg(long, global = true, env = "BERTH_RUNROOT", value_name = "DIR")]
+    runroot: Option<PathBuf>,
+    /// Print debug logs on stderr.
+    #[arg(short = 'D', long, global = true)]
+    debug: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create and start a container from an image.
+    Run(RunArgs),
+    /// Create a container without starting it.
+    Create(RunArgs),
+    /// Start one or more stopped containers.
+    Start {
+        /// Attach to the container's output and wait for it to end.
+        #[arg(short, long)]
+        attach: bool,
+        /// Attach the container's stdin.
+        #[arg(short, long)]
+        interactive: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop running containers: the stop signal, then SIGKILL after a grace period.
+    Stop {
+        /// Seconds to wait before killing.
+        #[arg(short = 't', long = "time", visible_alias = "timeout")]
+        time: Option<u64>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop and start containers again.
+    Restart {
+        #[arg(short = 't', long = "time", visible_alias = "timeout")]
+        time: Option<u64>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Send a signal to running containers (SIGKILL by default).
+    Kill {
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove containers.
+    Rm {
+        /// Kill and remove a running container.
+        #[arg(short, long)]
+        force: bool,
+        /// Accepted for Docker compatibility; anonymous volumes arrive with lab 03.
+        #[arg(short, long)]
+        volumes: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// List containers.
+    Ps {
+        /// Show all containers, not just running ones.
+        #[arg(short, long)]
+        all: bool,
+        /// Only print ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Show the latest created container.
+        #[arg(short = 'l', long)]
+        latest: bool,
+        /// Don't shorten ids and commands.
+        #[arg(long)]
+        no_trunc: bool,
+        /// A Go-template-like format, `table …`, or `json`.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Show a container's output.
+    Logs {
+        /// Keep printing new output until the container stops.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(short = 'n', long)]
+        tail: Option<String>,
+        /// Prefix each line with its time.
+        #[arg(short, long)]
+        timestamps: bool,
+        container: String,
+    },
+    /// Run a command in a running container.
+    #[command(disable_help_flag = true)]
+    Exec {
+        #[arg(long, action = ArgAction::Help)]
+        help: Option<bool>,
+        #[arg(short, long)]
+        interactive: bool,
+        #[arg(short, long)]
+        tty: bool,
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(short, long = "env", value_name = "NAME=VALUE")]
+        env: Vec<String>,
+        #[arg(short, long)]
+        workdir: Option<String>,
+        #[arg(short, long)]
+        user: Option<String>,
+        container: String,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Show details of containers as JSON.
+    Inspect {
+        /// A Go-template-like format, e.g. '{{.State.Status}}'.
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+#[command(disable_help_flag = true)]
+struct RunArgs {
+    #[arg(long, action = ArgAction::Help)]
+    help: Option<bool>,
+    /// Run in the background and print the container id.
+    #[arg(short, long)]
+    detach: bool,
+    /// Keep stdin open.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Give the container a pseudo-terminal.
+    #[arg(short, long)]
+    tty: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    #[arg(long)]
+    name: Option<String>,
+    /// Set environment variables.
+    #[arg(short, long = "env", value_name = "NAME=VALUE")]
+    env: Vec<String>,
+    /// The working directory inside the container.
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// The user: name or uid, optionally :group or :gid.
+    #[arg(short, long)]
+    user: Option<String>,
+    /// The container's hostname.
+    #[arg(short = 'h', long)]
+    hostname: Option<String>,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// none (own loopback only) or host (the host's network).
+    #[arg(long, visible_alias = "net", default_value = "none")]
+    network: String,
+    /// IPC namespace: private, host, or container:NAME.
+    #[arg(long, default_value = "private")]
+    ipc: String,
+    /// no, on-failure[:N], always, unless-stopped.
+    #[arg(long, default_value = "no")]
+    restart: String,
+    /// Run a tiny init as PID 1 that forwards signals and reaps zombies.
+    #[arg(long)]
+    init: bool,
+    #[arg(long)]
+    cap_add: Vec<String>,
+    #[arg(long)]
+    cap_drop: Vec<String>,
+    /// Give every capability (avoid: the container can then do what root can).
+    #[arg(long)]
+    privileged: bool,
+    /// Security options; `no-new-privileges` is supported.
+    #[arg(long)]
+    security_opt: Vec<String>,
+    /// Override the image's ENTRYPOINT.
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Run in a user namespace with this uid map (INSIDE:OUTSIDE:COUNT).
+    #[arg(long)]
+    uidmap: Vec<String>,
+    /// The matching gid map.
+    #[arg(long)]
+    gidmap: Vec<String>,
+    /// The signal `stop` sends first.
+    #[arg(long, default_value = "SIGTERM")]
+    stop_signal: String,
+    /// Seconds `stop` waits before SIGKILL.
+    #[arg(long, default_value_t = 10)]
+    stop_timeout: u64,
+    image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+/// An error with the exit code Docker would give.
+#[derive(Debug)]
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+fn fail(code: u8) -> impl FnOnce(anyhow::Error) -> Failure {
+    move |error| Failure { code, error }
+}
+
+fn rootless() -> bool {
+    !nix::unistd::geteuid().is_root()
+}
+
+fn default_dirs() -> (PathBuf, PathBuf) {
+    if !rootless() {
+        return ("/var/lib/berth".into(), "/run/berth".into());
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/tmp".into());
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".local/share"));
+    let run = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(format!("/tmp/berth-run-{}", nix::unistd::geteuid())));
+    (data.join("berth"), run.join("berth"))
+}
+
+/// Without root, berth needs unprivileged user namespaces.
+fn check_privileges() -> Result<()> {
+    if !rootless() {
+        return Ok(());
+    }
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0")
+        || read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0")
+    {
+        bail!(
+            "berth needs root, or unprivileged user namespaces for rootless mode: run it with sudo, or enable them with `sysctl kernel.unprivileged_userns_clone=1`"
+        );
+    }
+    Ok(())
+}
+
+impl RunArgs {
+    fn options(&self) -> Result<RunOptions> {
+        if self.rm && self.restart != "no" {
+            bail!(
+                "conflicting options: --restart and --rm (a container that restarts cannot also be removed when it exits)"
+            );
+        }
+        let mut no_new_privileges = false;
+        for opt in &self.security_opt {
+            match opt.as_str() {
+                "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => {
+                    no_new_privileges = true
+                }
+                other => bail!(
+                    "unsupported --security-opt {other:?}: berth knows no-new-privileges (seccomp arrives later)"
+                ),
+            }
+        }
+        if let Some(u) = &self.user {
+            namespaces::user::UserSpec::parse(u)?;
+        }
+        if let Some(h) = &self.hostname {
+            namespaces::config::validate_hostname(h)?;
+        }
+        Ok(RunOptions {
+            hostname: self.hostname.clone().unwrap_or_default(),
+            env: options::parse_env(&self.env, |k| std::env::var(k).ok())?,
+            workdir: self.workdir.clone().unwrap_or_default(),
+            user: self.user.clone().unwrap_or_default(),
+            tty: self.tty,
+            interactive: self.interactive,
+            auto_remove: self.rm,
+            init: self.init,
+            read_only: self.read_only,
+            network: self.network.parse::<NetworkMode>()?,
+            ipc: self.ipc.parse::<IpcMode>()?,
+            restart: self.restart.parse::<RestartPolicy>()?,
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            privileged: self.privileged,
+            no_new_privileges,
+            uid_maps: self.uidmap.clone(),
+            gid_maps: self.gidmap.clone(),
+            rootless: rootless(),
+            entrypoint: self
+                .entrypoint
+                .clone()
+                .map(|e| if e.is_empty() { vec![] } else { vec![e] }),
+            stop_timeout: self.stop_timeout,
+            stop_signal: {
+                options::parse_signal(&self.stop_signal)?;
+                self.stop_signal.clone()
+            },
+        })
+    }
+
+    fn request(&self) -> Result<CreateRequest> {
+        // Check capabilities now, so a typo fails before anything is made.
+        namespaces::capabilities::resolve(&self.cap_add, &self.cap_drop, self.privileged)?;
+        Ok(CreateRequest {
+            image: self.image.clone(),
+            name: self.name.clone(),
+            command: self.command.clone(),
+            options: self.options()?,
+        })
+    }
+}
+
+/// Exit code for errors that come from looking a container up.
+fn lookup_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<state::NoSuchContainer>().is_some() {
+        1
+    } else {
+        1
+    }
+}
+
+/// Runs an action for each named container, reporting each failure and
+/// printing each success the way Docker does (the name as given).
+fn each(containers: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<(), Failure> {
+    let mut failed = None;
+    for name in containers {
+        match f(name) {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                failed = Some(lookup_code(&e));
+            }
+        }
+    }
+    match failed {
+        Some(code) => Err(Failure {
+            code,
+            error: anyhow::anyhow!(""),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn run(cli: Cli) -> Result<u8, Failure> {
+    let (default_root, default_runroot) = default_dirs();
+    let root = cli.root.clone().unwrap_or(default_root);
+    let runroot = cli.runroot.clone().unwrap_or(default_runroot);
+    check_privileges().map_err(fail(125))?;
+    let store = Store::open(&root, &runroot).map_err(fail(125))?;
+    match cli.command {
+        Command::Run(args) => {
+            let req = args.request().map_err(fail(125))?;
+            let c = container::create(&store, req).map_err(fail(125))?;
+            if args.detach {
+                start_or_code(monitor::start_detached(&store, &c.id))?;
+                println!("{}", c.id);
+                Ok(0)
+            } else {
+                let code = monitor::start_foreground(&store, &c.id, args.interactive)
+                    .map_err(|e| code_of(e, 125))?;
+                Ok(code as u8)
+            }
+        }
+        Command::Create(args) => {
+            let req = args.request().map_err(fail(125))?;
+            let c = container::create(&store, req).map_err(fail(125))?;
+            println!("{}", c.id);
+            Ok(0)
+        }
+        Command::Start {
+            attach,
+            interactive,
+            containers,
+        } => {
+            if attach || interactive {
+                let [one] = containers.as_slice() else {
+                    return Err(fail(1)(anyhow::anyhow!(
+                        "you cannot attach to more than one container at a time"
+                    )));
+                };
+                let c = store.find(one).map_err(fail(1))?;
+                if c.state.status.is_active() {
+                    return Err(fail(1)(anyhow::anyhow!(
+                        "container {} is already running",
+                        c.name
+                    )));
+                }
+                reset_for_start(&store, &c.id).map_err(fail(1))?;
+                let code = monitor::start_foreground(&store, &c.id, interactive)
+                    .map_err(|e| code_of(e, 1))?;
+                return Ok(code as u8);
+            }
+            each(&containers, |name| {
+                let c = store.find(name)?;
+                if c.state.status.is_active() {
+                    return Ok(());
+                }
+                reset_for_start(&store, &c.id)?;
+                monitor::start_detached(&store, &c.id)
+            })?;
+            Ok(0)
+        }
+        Command::Stop { time, containers } => {
+            each(&containers, |name| ops::stop(&store, name, time))?;
+            Ok(0)
+        }
+        Command::Restart { time, containers } => {
+            each(&containers, |name| {
+                ops::stop(&store, name, time)?;
+                let c = store.find(name)?;
+                reset_for_start(&store, &c.id)?;
+                monitor::start_detached(&store, &c.id)
+            })?;
+            Ok(0)
+        }
+        Command::Kill { signal, containers } => {
+            let sig = options::parse_signal(&signal).map_err(fail(1))?;
+            each(&containers, |name| ops::kill(&store, name, sig))?;
+            Ok(0)
+        }
+        Command::Rm {
+            force,
+            volumes: _,
+            containers,
+        } => {
+            each(&containers, |name| ops::remove(&store, name, force))?;
+            Ok(0)
+        }
+        Command::Ps {
+            all,
+            quiet,
+            latest,
+            no_trunc,
+            format,
+        } => {
+            ps(&store, all, quiet, latest, no_trunc, format.as_deref()).map_err(fail(1))?;
+            Ok(0)
+        }
+        Command::Logs {
+            follow,
+            tail,
+            timestamps,
+            container,
+        } => {
+            let c = store.find(&container).map_err(fail(1))?;
+            let tail = match tail.as_deref() {
+                None | Some("all") => None,
+                Some(n) => Some(n.parse().map_err(|_| {
+                    fail(1)(anyhow::anyhow!("invalid --tail {n:?}: a number or \"all\""))
+                })?),
+            };
+            let opts = logs::ReadOptions {
+                follow,
+                tail,
+                timestamps,
+            };
+            let id = c.id.clone();
+            let running = || {
+                store
+                    .load(&id)
+                    .map(|c| c.state.status.is_active())
+                    .unwrap_or(false)
+            };
+            logs::print(
+                &store.container_dir(&c.id).join("container.log"),
+                &opts,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+                &running,
+            )
+            .map_err(fail(1))?;
+            Ok(0)
+        }
+        Command::Exec {
+            interactive,
+            tty,
+            detach,
+            env,
+            workdir,
+            user,
+            container,
+            command,
+            ..
+        } => {
+            let req = ops::ExecRequest {
+                command,
+                env: options::parse_env(&env, |k| std::env::var(k).ok()).map_err(fail(125))?,
+                workdir,
+                user,
+                interactive,
+                tty,
+                detach,
+            };
+            let code = ops::exec(&store, &container, req).map_err(|e| code_of(e, 1))?;
+            Ok(code as u8)
+        }
+        Command::Inspect { format, containers } => {
+            let template = format
+                .as_deref()
+                .map(template::Template::parse)
+                .transpose()
+                .map_err(fail(1))?;
+            let mut views = Vec::new();
+            let mut failed = false;
+            for name in &containers {
+                match store.find(name) {
+                    Ok(c) => views.push(views::inspect(&c, &store.container_dir(&c.id))),
+                    Err(e) => {
+                        eprintln!("Error: {e:#}");
+                        failed = true;
+                    }
+                }
+            }
+            let mut out = std::io::stdout().lock();
+            match template {
+                Some(t) => {
+                    for v in &views {
+                        writeln!(out, "{}", t.render(v).map_err(fail(1))?).ok();
+                    }
+                }
+                None => {
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string_pretty(&views).unwrap_or_default()
+                    )
+                    .ok();
+                }
+            }
+            if failed {
+                Err(Failure {
+                    code: 1,
+                    error: anyhow::anyhow!(""),
+                })
+            } else {
+                Ok(0)
+            }
+        }
+    }
+}
+
+/// Maps an error to its exit code: a start failure carries its own
+/// (127 not found, 126 not executable).
+fn code_of(e: anyhow::Error, default: u8) -> Failure {
+    let code = e
+        .downcast_ref::<monitor::StartFailed>()
+        .map(|s| s.code as u8)
+        .or_else(|| {
+            e.downcast_ref::<namespaces::Error>()
+                .map(|n| n.exit_code() as u8)
+        })
+        .unwrap_or(default);
+    Failure { code, error: e }
+}
+
+fn start_or_code(r: Result<()>) -> Result<(), Failure> {
+    r.map_err(|e| code_of(e, 125))
+}
+
+/// Clears what a previous run left in the record before a new start.
+fn reset_for_start(store: &Store, id: &str) -> Result<()> {
+    store.update(id, |c| {
+        c.manually_stopped = false;
+        Ok(())
+    })
+}
+
+fn ps(
+    store: &Store,
+    all: bool,
+    quiet: bool,
+    latest: bool,
+    no_trunc: bool,
+    format: Option<&str>,
+) -> Result<()> {
+    let now = SystemTime::now();
+    let mut list: Vec<_> = store
+        .list()?
+        .into_iter()
+        .filter(|c| all || latest || c.state.status.is_active())
+        .collect();
+    list.reverse(); // newest first, as Docker lists
+    if latest {
+        list.truncate(1);
+    }
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for c in &list {
+            writeln!(out, "{}", if no_trunc { &c.id } else { c.short_id() })?;
+        }
+        return Ok(());
+    }
+    let rows: Vec<_> = list
+        .iter()
+        .map(|c| views::ps_row(c, now, no_trunc))
+        .collect();
+    match format {
+        Some("json") => {
+            for r in &rows {
+                writeln!(out, "{}", serde_json::to_string(r)?)?;
+            }
+        }
+        Some(f) => {
+            let t = template::Template::parse(f)?;
+            if t.table {
+                let mut table = vec![split_cells(&t.header(&views::ps_header))];
+                for r in &rows {
+                    table.push(split_cells(&t.render(r)?));
+                }
+                write!(out, "{}", views::columns(&table))?;
+            } else {
+                for r in &rows {
+                    writeln!(out, "{}", t.render(r)?)?;
+                }
+            }
+        }
+        None => {
+            let fields = [
+                "ID",
+                "Image",
+                "Command",
+                "RunningFor",
+                "Status",
+                "Ports",
+                "Names",
+            ];
+            let mut table = vec![
+                fields
+                    .iter()
+                    .map(|f| views::ps_header(f))
+                    .collect::<Vec<_>>(),
+            ];
+            for r in &rows {
+                table.push(fields.iter().map(|f| template::go_string(&r[*f])).collect());
+            }
+            write!(out, "{}", views::columns(&table))?;
+        }
+    }
+    Ok(())
+}
+
+fn split_cells(line: &str) -> Vec<String> {
+    line.split('\t').map(str::to_string).collect()
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                _ => 125,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let filter = if cli.debug { "debug" } else { "warn" };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+                .unwrap_or_else(|_| filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure { code, error }) => {
+            let text = format!("{error:#}");
+            if !text.is_empty() {
+                eprintln!("berth: {text}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn run_flags_like_docker() {
+        let cli = parse(&[
+            "run",
+            "-d",
+            "--rm",
+            "-e",
+            "A=1",
+            "-h",
+            "box",
+            "--name",
+            "web",
+            "busybox",
+            "sh",
+            "-c",
+            "echo -n hi",
+        ])
+        .unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!()
+        };
+        assert!(r.detach && r.rm);
+        assert_eq!(r.hostname.as_deref(), Some("box"));
+        assert_eq!(r.image, "busybox");
+        // Flags after the image belong to the command.
+        assert_eq!(r.command, vec!["sh", "-c", "echo -n hi"]);
+        let cli = parse(&["run", "-it", "busybox"]).unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!()
+        };
+        assert!(r.interactive && r.tty);
+    }
+
+    #[test]
+    fn bad_options_are_refused() {
+        let opts = |args: &[&str]| {
+            let Command::Run(r) = parse(args).unwrap().command else {
+                panic!()
+            };
+            r.options()
+        };
+        assert!(
+            opts(&["run", "--rm", "--restart", "always", "busybox"])
+                .unwrap_err()
+                .to_string()
+                .contains("conflicting")
+        );
+        assert!(opts(&["run", "-u", "a:b:c", "busybox"]).is_err());
+        assert!(
+            opts(&["run", "-h", &"x".repeat(65), "busybox"])
+                .unwrap_err()
+                .to_string()
+                .contains("65 bytes")
+        );
+        assert!(
+            opts(&["run", "--network", "bridge", "busybox"])
+                .unwrap_err()
+                .to_string()
+                .contains("lab 04")
+        );
+        assert!(opts(&["run", "--restart", "sometimes", "busybox"]).is_err());
+        assert!(parse(&["run", "--frobnicate", "busybox"]).is_err());
+        assert!(parse(&["exec", "c"]).is_err());
+    }
+}

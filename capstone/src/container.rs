@@ -1,0 +1,387 @@
+//! Creating a container: from an image and the user's options to a
+//! directory holding a private root filesystem, an OCI `config.json` and
+//! berth's `state.json`.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, bail};
+use namespaces::{ContainerConfig, IdMap, Namespace, NsMode};
+
+use crate::image::{Image, ImageStore, Reference};
+use crate::options::{IpcMode, NetworkMode, RunOptions, merge_env};
+use crate::state::{Container, RunState, Store, new_id, random_name, validate_name};
+
+/// Error for an image that is not in the store.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "Unable to find image '{0}' locally, and berth cannot pull yet (registries arrive with lab 05); the built-in image is 'busybox'"
+)]
+pub struct NoSuchImage(pub String);
+
+/// Error for a name that is taken.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
+)]
+pub struct NameInUse {
+    pub name: String,
+    pub id: String,
+}
+
+// ANCHOR: resolve_command
+/// Decides what a container runs, from the image's ENTRYPOINT and CMD and
+/// what was given on the command line. Arguments after the image name
+/// replace CMD; `--entrypoint` replaces ENTRYPOINT and also drops the image's
+/// CMD, as in Docker. (Lab 05 completes this with shell forms.)
+pub fn resolve_command(
+    image_entrypoint: &[String],
+    image_cmd: &[String],
+    entrypoint_flag: Option<&[String]>,
+    args: &[String],
+) -> Vec<String> {
+    let entrypoint = entrypoint_flag.unwrap_or(image_entrypoint);
+    let cmd = match (args.is_empty(), entrypoint_flag.is_some()) {
+        (false, _) => args,
+        (true, true) => &[][..],
+        (true, false) => image_cmd,
+    };
+    entrypoint.iter().chain(cmd).cloned().collect()
+}
+// ANCHOR_END: resolve_command
+
+/// Finds an image, making the built-in `busybox` from the host on first use.
+pub fn ensure_image(images: &ImageStore, name: &str) -> Result<Image> {
+    if let Some(image) = images.find(name)? {
+        return Ok(image);
+    }
+    let reference = Reference::parse(name)?;
+    if reference.familiar() == "busybox:latest" {
+        eprintln!(
+            "Unable to find image 'busybox:latest' locally; making it from the host's busybox"
+        );
+        return images.create_from_host(&reference);
+    }
+    Err(NoSuchImage(reference.familiar()).into())
+}
+
+/// The user namespace maps for a container: the ones asked for, or for a
+/// rootless engine the caller's own ids as root.
+pub fn id_maps(opts: &RunOptions) -> Result<(Vec<IdMap>, Vec<IdMap>)> {
+    let parse = |v: &[String]| {
+        v.iter()
+            .map(|s| s.parse::<IdMap>().map_err(anyhow::Error::from))
+            .collect::<Result<Vec<_>>>()
+    };
+    let (mut uids, mut gids) = (parse(&opts.uid_maps)?, parse(&opts.gid_maps)?);
+    if uids.is_empty() != gids.is_empty() {
+        bail!("--uidmap and --gidmap must be given together");
+    }
+    if opts.rootless && uids.is_empty() {
+        let (uid, gid) = (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
+        uids = vec![IdMap::new(0, uid, 1)];
+        gids = vec![IdMap::new(0, gid, 1)];
+    }
+    Ok((uids, gids))
+}
+
+/// Translates an id through maps (identity without a user namespace).
+fn to_host(maps: &[IdMap], id: u32) -> u32 {
+    if maps.is_empty() {
+        return id;
+    }
+    maps.iter().find_map(|m| m.to_host(id)).unwrap_or(65534)
+}
+
+// ANCHOR: build_config
+/// Builds the OCI configuration of a container, as plain data: namespaces
+/// from the network and IPC modes, the environment from image and flags,
+/// and the hostname files berth bind-mounts into `/etc`.
+pub fn build_config(
+    c: &Container,
+    image: &Image,
+    dir: &Path,
+    user: &namespaces::user::ResolvedUser,
+    ipc_target: Option<i32>,
+) -> Result<ContainerConfig> {
+    let o = &c.options;
+    let mut config = ContainerConfig::new(dir.join("rootfs"), {
+        let mut v = vec![c.path.clone()];
+        v.extend(c.args.iter().cloned());
+        v
+    });
+    let image_env = image
+        .config
+        .config()
+        .as_ref()
+        .and_then(|cfg| cfg.env().clone())
+        .unwrap_or_default();
+    let mut env = merge_env(
+        &[format!("PATH={}", namespaces::config::DEFAULT_PATH)],
+        &image_env,
+    );
+    env = merge_env(&env, &[format!("HOSTNAME={}", o.hostname)]);
+    if o.tty {
+        env = merge_env(&env, &["TERM=xterm".to_string()]);
+    }
+    env = merge_env(&env, &o.env);
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+    config.process.env = env;
+    config.process.cwd = PathBuf::from(if o.workdir.is_empty() {
+        "/"
+    } else {
+        &o.workdir
+    });
+    config.process.uid = user.uid;
+    config.process.gid = user.gid;
+    config.process.additional_gids = user.additional_gids.clone();
+    config.process.terminal = o.tty;
+    config.process.capabilities =
+        namespaces::capabilities::resolve(&o.cap_add, &o.cap_drop, o.privileged)?;
+    config.process.no_new_privileges = o.no_new_privileges;
+    config.readonly_rootfs = o.read_only;
+    config.init = o.init;
+
+    match o.network {
+        NetworkMode::None => {}
+        NetworkMode::Host => {
+            config.namespaces.remove(&Namespace::Network);
+        }
+    }
+    // Sharing the host's network means sharing its name too, unless one is given.
+    if o.network == NetworkMode::Host && o.hostname.is_empty() {
+        config.namespaces.remove(&Namespace::Uts);
+    } else {
+        config.hostname = Some(o.hostname.clone());
+    }
+    match (&o.ipc, ipc_target) {
+        (IpcMode::Private, _) => {}
+        (IpcMode::Host, _) => {
+            config.namespaces.remove(&Namespace::Ipc);
+        }
+        (IpcMode::Container(_), Some(pid)) => {
+            config.namespaces.insert(
+                Namespace::Ipc,
+                NsMode::Join(Namespace::Ipc.path_for(Path::new("/proc"), pid)),
+            );
+        }
+        (IpcMode::Container(name), None) => {
+            bail!("cannot join the IPC namespace of container {name}: it is not running")
+        }
+    }
+    let (uids, gids) = id_maps(o)?;
+    if !uids.is_empty() {
+        config.namespaces.insert(Namespace::User, NsMode::New);
+        config.uid_mappings = uids;
+        config.gid_mappings = gids;
+    }
+    for (file, target) in [
+        ("hostname", "/etc/hostname"),
+        ("hosts", "/etc/hosts"),
+        ("resolv.conf", "/etc/resolv.conf"),
+    ] {
+        config
+            .mounts
+            .push(namespaces::MountSpec::bind(dir.join(file), target, false));
+    }
+    Ok(config)
+}
+// ANCHOR_END: build_config
+
+/// The content of the files berth mounts over `/etc/hostname`,
+/// `/etc/hosts` and `/etc/resolv.conf`.
+pub fn etc_files(o: &RunOptions) -> Vec<(&'static str, String)> {
+    let host_file = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let hostname = if o.hostname.is_empty() {
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    } else {
+        o.hostname.clone()
+    };
+    let hosts = match o.network {
+        NetworkMode::Host => host_file("/etc/hosts"),
+        NetworkMode::None => format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+        ),
+    };
+    vec![
+        ("hostname", format!("{hostname}\n")),
+        ("hosts", hosts),
+        ("resolv.conf", host_file("/etc/resolv.conf")),
+    ]
+}
+
+/// What `berth create` (and the first half of `berth run`) is asked to do.
+pub struct CreateRequest {
+    pub image: String,
+    pub name: Option<String>,
+    pub command: Vec<String>,
+    pub options: RunOptions,
+}
+
+// ANCHOR: create
+/// Creates a container and returns its record. The container is assembled
+/// in a hidden directory and renamed into place as the last step, so a
+/// failure (or a kill) part-way leaves nothing that looks like a container.
+pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
+    let images = ImageStore::open(&store.root)?;
+    let image = ensure_image(&images, &req.image)?;
+    let id = new_id()?;
+    let name = match &req.name {
+        Some(n) => {
+            validate_name(n)?;
+            n.clone()
+        }
+        None => random_name(&id),
+    };
+    let mut options = req.options;
+    if options.hostname.is_empty() && options.network != NetworkMode::Host {
+        options.hostname = id[..12].to_string();
+    }
+    if let Some(h) = Some(&options.hostname).filter(|h| !h.is_empty()) {
+        namespaces::config::validate_hostname(h)?;
+    }
+    let img_cfg = image.config.config().clone().unwrap_or_default();
+    let command = resolve_command(
+        &img_cfg.entrypoint().clone().unwrap_or_default(),
+        &img_cfg.cmd().clone().unwrap_or_default(),
+        options.entrypoint.as_deref(),
+        &req.command,
+    );
+    let Some((path, args)) = command.split_first() else {
+        bail!(
+            "no command specified: the image has no CMD or ENTRYPOINT; give one after the image name"
+        );
+    };
+    if options.workdir.is_empty() {
+        options.workdir = img_cfg.working_dir().clone().unwrap_or_default();
+    }
+    if options.user.is_empty() {
+        options.user = img_cfg.user().clone().unwrap_or_default();
+    }
+
+    // The name check and the rename into place happen under one lock, so two
+    // `berth run --name x` at once cannot both succeed.
+    let _names = store.lock("names")?;
+    if let Some(other) = store.list()?.into_iter().find(|c| c.name == name) {
+        return Err(NameInUse { name, id: other.id }.into());
+    }
+    let staging = store.containers_dir().join(format!(".creating-{id}"));
+    let result = (|| -> Result<Container> {
+        std::fs::create_dir_all(&staging)?;
+        let (uids, gids) = id_maps(&options)?;
+        let shift = |uid: u32, gid: u32| (to_host(&uids, uid), to_host(&gids, gid));
+        let layers = image.manifest.layers().len();
+        for i in 0..layers {
+            let layer = images.unpacked_layer(&image, i)?;
+            crate::image::copy_tree(&layer, &staging.join("rootfs"), &shift)
+                .with_context(|| format!("cannot copy the image into {}", staging.display()))?;
+        }
+        let user = if options.user.is_empty() {
+            namespaces::user::resolve_in_rootfs(
+                &namespaces::user::UserSpec::parse("0")?,
+                &staging.join("rootfs"),
+            )?
+        } else {
+            namespaces::user::resolve_in_rootfs(
+                &namespaces::user::UserSpec::parse(&options.user)?,
+                &staging.join("rootfs"),
+            )?
+        };
+        for (file, text) in etc_files(&options) {
+            std::fs::write(staging.join(file), text)?;
+        }
+        let container = Container {
+            id: id.clone(),
+            name: name.clone(),
+            created: SystemTime::now(),
+            image: req.image.clone(),
+            image_id: image.id.clone(),
+            path: path.clone(),
+            args: args.to_vec(),
+            options: options.clone(),
+            state: RunState::default(),
+            restart_count: 0,
+            manually_stopped: false,
+        };
+        let ipc_target = match &options.ipc {
+            IpcMode::Container(other) => {
+                let o = store.find(other)?;
+                (o.state.status.is_active()).then_some(o.state.pid)
+            }
+            _ => None,
+        };
+        let mut config = build_config(
+            &container,
+            &image,
+            &store.container_dir(&id),
+            &user,
+            ipc_target,
+        )?;
+        config.validate()?;
+        // Save with the final paths, though we write into the staging directory.
+        config.rootfs = store.container_dir(&id).join("rootfs");
+        let spec = config.to_oci(&store.container_dir(&id))?;
+        crate::state::write_atomic(
+            &staging.join("config.json"),
+            &serde_json::to_vec_pretty(&spec)?,
+        )?;
+        crate::state::write_atomic(
+            &staging.join("state.json"),
+            &serde_json::to_vec_pretty(&container)?,
+        )?;
+        Ok(container)
+    })();
+    match result {
+        Ok(c) => {
+            std::fs::rename(&staging, store.container_dir(&id))?;
+            Ok(c)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            Err(e)
+        }
+    }
+}
+// ANCHOR_END: create
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn entrypoint_and_cmd() {
+        // (image ENTRYPOINT, image CMD, --entrypoint, args) -> command
+        let cases: [(&[&str], &[&str], Option<&[&str]>, &[&str], &[&str]); 6] = [
+            (&[], &["sh"], None, &[], &["sh"]),
+            (&[], &["sh"], None, &["echo", "hi"], &["echo", "hi"]),
+            (&["/app"], &["--help"], None, &[], &["/app", "--help"]),
+            (&["/app"], &["--help"], None, &["-v"], &["/app", "-v"]),
+            (&["/app"], &["--help"], Some(&["/other"]), &[], &["/other"]),
+            (
+                &["/app"],
+                &["--help"],
+                Some(&["/other"]),
+                &["x"],
+                &["/other", "x"],
+            ),
+        ];
+        for (ep, cmd, flag, args, want) in cases {
+            let flag = flag.map(v);
+            assert_eq!(
+                resolve_command(&v(ep), &v(cmd), flag.as_deref(), &v(args)),
+                v(want)
+            );
+        }
+    }
+}

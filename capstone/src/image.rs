@@ -1,0 +1,471 @@
+//! Images, for now: one store in the OCI image layout, and a base image that
+//! berth makes from the host's own busybox. Lab 05 adds pulling, pushing,
+//! building and the rest; it extends this store rather than replacing it.
+//!
+//! The layout (see the OCI image-layout specification):
+//! `images/oci-layout`, `images/index.json` listing the manifests by name,
+//! and `images/blobs/sha256/<digest>` holding manifests, configs and layers,
+//! each named by the SHA-256 of its bytes.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use oci_spec::image::{
+    ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder,
+    ImageIndex, ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType, RootFsBuilder,
+};
+use sha2::{Digest as _, Sha256};
+
+use crate::state::write_atomic;
+
+/// The annotation that names a manifest in `index.json`.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// A parsed image reference: `[registry/][namespace/]repository[:tag]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub registry: String,
+    pub repository: String,
+    pub tag: String,
+}
+
+impl Reference {
+    /// Parses a reference with Docker's defaults: no registry means
+    /// `docker.io`, a single-part name there lives in `library/`, and no tag
+    /// means `latest`. So `busybox` is `docker.io/library/busybox:latest`.
+    pub fn parse(s: &str) -> Result<Reference> {
+        let invalid = || {
+            anyhow!("invalid reference format: {s:?} (expected [registry/]name[:tag], lower case)")
+        };
+        if s.is_empty()
+            || s.contains('@')
+            || s.chars()
+                .any(|c| c.is_ascii_uppercase() || c.is_whitespace())
+        {
+            return Err(invalid());
+        }
+        let (name, tag) = match s.rsplit_once(':') {
+            Some((n, t)) if !t.contains('/') => (n, t.to_string()),
+            _ => (s, "latest".to_string()),
+        };
+        let tag_ok = !tag.is_empty()
+            && tag.len() <= 128
+            && tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        let mut parts: Vec<&str> = name.split('/').collect();
+        let registry = if parts.len() > 1
+            && (parts[0].contains('.') || parts[0].contains(':') || parts[0] == "localhost")
+        {
+            parts.remove(0).to_string()
+        } else {
+            "docker.io".to_string()
+        };
+        if !tag_ok
+            || parts.iter().any(|p| {
+                p.is_empty()
+                    || !p
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            })
+        {
+            return Err(invalid());
+        }
+        let mut repository = parts.join("/");
+        if registry == "docker.io" && parts.len() == 1 {
+            repository = format!("library/{repository}");
+        }
+        Ok(Reference {
+            registry,
+            repository,
+            tag,
+        })
+    }
+
+    /// The short form Docker shows: `busybox:latest`, `localhost:5000/app:1`.
+    pub fn familiar(&self) -> String {
+        let repo = if self.registry == "docker.io" {
+            self.repository
+                .strip_prefix("library/")
+                .unwrap_or(&self.repository)
+                .to_string()
+        } else {
+            format!("{}/{}", self.registry, self.repository)
+        };
+        format!("{repo}:{}", self.tag)
+    }
+}
+
+impl std::fmt::Display for Reference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}:{}", self.registry, self.repository, self.tag)
+    }
+}
+
+/// An image found in the store.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The config digest, `sha256:…`: the image id.
+    pub id: String,
+    pub config: ImageConfiguration,
+    pub manifest: ImageManifest,
+}
+
+/// The image store.
+pub struct ImageStore {
+    dir: PathBuf,
+    layers: PathBuf,
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn sha256_digest(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+impl ImageStore {
+    /// Opens the store under the engine root, creating the layout if new.
+    pub fn open(root: &Path) -> Result<ImageStore> {
+        let dir = root.join("images");
+        std::fs::create_dir_all(dir.join("blobs/sha256"))?;
+        let layers = root.join("layers");
+        std::fs::create_dir_all(&layers)?;
+        let layout = dir.join("oci-layout");
+        if !layout.exists() {
+            write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        let index = dir.join("index.json");
+        if !index.exists() {
+            let empty = ImageIndexBuilder::default()
+                .schema_version(2u32)
+                .manifests(vec![])
+                .build()?;
+            write_atomic(&index, empty.to_string_pretty()?.as_bytes())?;
+        }
+        Ok(ImageStore { dir, layers })
+    }
+
+    fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
+            .ok_or_else(|| anyhow!("unsupported digest {digest:?}"))?;
+        Ok(self.dir.join("blobs/sha256").join(hex))
+    }
+
+    /// Stores a blob under its digest and returns the digest.
+    pub fn put_blob(&self, data: &[u8]) -> Result<String> {
+        let digest = sha256_digest(data);
+        let path = self.blob_path(&digest)?;
+        if !path.exists() {
+            write_atomic(&path, data)?;
+        }
+        Ok(digest)
+    }
+
+    /// Reads a blob and checks that its content still matches its name.
+    pub fn get_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        let path = self.blob_path(digest)?;
+        let data = std::fs::read(&path).with_context(|| format!("missing blob {digest}"))?;
+        let actual = sha256_digest(&data);
+        if actual != digest {
+            bail!("blob {digest} is corrupt: its content hashes to {actual}");
+        }
+        Ok(data)
+    }
+
+    fn index(&self) -> Result<ImageIndex> {
+        Ok(ImageIndex::from_file(self.dir.join("index.json"))?)
+    }
+
+    /// Finds an image by name (`busybox`, `busybox:latest`) or id prefix.
+    pub fn find(&self, name: &str) -> Result<Option<Image>> {
+        let index = self.index()?;
+        let by_name = Reference::parse(name).ok().map(|r| r.to_string());
+        for desc in index.manifests() {
+            let ref_name = desc.annotations().as_ref().and_then(|a| a.get(REF_NAME));
+            let manifest = ImageManifest::from_reader(&self.get_blob(desc.digest().as_ref())?[..])?;
+            let id = manifest.config().digest().to_string();
+            let id_match = name.len() >= 4
+                && (id == name
+                    || id
+                        .trim_start_matches("sha256:")
+                        .starts_with(name.trim_start_matches("sha256:")));
+            if ref_name.is_some() && ref_name == by_name.as_ref() || id_match {
+                let config = ImageConfiguration::from_reader(&self.get_blob(&id)?[..])?;
+                return Ok(Some(Image {
+                    id,
+                    config,
+                    manifest,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records `manifest_digest` under `reference` in the index, replacing
+    /// whatever the name pointed to before.
+    fn tag(&self, reference: &Reference, manifest: Descriptor) -> Result<()> {
+        let mut index = self.index()?;
+        let name = reference.to_string();
+        let mut manifests: Vec<Descriptor> = index
+            .manifests()
+            .iter()
+            .filter(|d| d.annotations().as_ref().and_then(|a| a.get(REF_NAME)) != Some(&name))
+            .cloned()
+            .collect();
+        let mut desc = manifest;
+        desc.set_annotations(Some(HashMap::from([(REF_NAME.to_string(), name)])));
+        manifests.push(desc);
+        index.set_manifests(manifests);
+        write_atomic(
+            &self.dir.join("index.json"),
+            index.to_string_pretty()?.as_bytes(),
+        )
+    }
+
+    // ANCHOR: base_image
+    /// Makes an image from the host's programs (see `namespaces::host`) and
+    /// stores it under `reference`: one gzip-compressed layer, a config with
+    /// `PATH` and `sh` as the default command, a manifest, an index entry.
+    pub fn create_from_host(&self, reference: &Reference) -> Result<Image> {
+        let staging = tempfile::Builder::new()
+            .prefix(".base-")
+            .tempdir_in(&self.layers)?;
+        let source = namespaces::host::populate_rootfs(staging.path())?;
+        let tar = layer_tar(staging.path())?;
+        let diff_id = sha256_digest(&tar);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar)?;
+        let compressed = gz.finish()?;
+        let layer_digest = self.put_blob(&compressed)?;
+
+        let made_from = match &source {
+            namespaces::host::Source::Busybox(p, n) => {
+                format!("busybox from the host ({}, {n} applets)", p.display())
+            }
+            namespaces::host::Source::HostTools(t) => {
+                format!("{} host tools with their libraries", t.len())
+            }
+        };
+        let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let config = ImageConfigurationBuilder::default()
+            .architecture(oci_spec::image::Arch::Amd64)
+            .os(oci_spec::image::Os::Linux)
+            .created(created.clone())
+            .config(
+                ConfigBuilder::default()
+                    .env(vec![format!("PATH={}", namespaces::config::DEFAULT_PATH)])
+                    .cmd(vec!["sh".to_string()])
+                    .build()?,
+            )
+            .rootfs(
+                RootFsBuilder::default()
+                    .typ("layers")
+                    .diff_ids(vec![diff_id.clone()])
+                    .build()?,
+            )
+            .history(vec![
+                HistoryBuilder::default()
+                    .created(created)
+                    .created_by(format!("berth: {made_from}"))
+                    .build()?,
+            ])
+            .build()?;
+        let config_bytes = config.to_string()?.into_bytes();
+        let config_digest = self.put_blob(&config_bytes)?;
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(Descriptor::new(
+                MediaType::ImageConfig,
+                config_bytes.len() as u64,
+                config_digest.parse::<oci_spec::image::Digest>()?,
+            ))
+            .layers(vec![Descriptor::new(
+                MediaType::ImageLayerGzip,
+                compressed.len() as u64,
+                layer_digest.parse::<oci_spec::image::Digest>()?,
+            )])
+            .build()?;
+        let manifest_bytes = manifest.to_string()?.into_bytes();
+        let manifest_digest = self.put_blob(&manifest_bytes)?;
+        self.tag(
+            reference,
+            Descriptor::new(
+                MediaType::ImageManifest,
+                manifest_bytes.len() as u64,
+                manifest_digest.parse::<oci_spec::image::Digest>()?,
+            ),
+        )?;
+        // The staging directory is exactly the unpacked layer: keep it.
+        let unpacked = self.layer_dir(&diff_id)?;
+        if !unpacked.exists() {
+            std::fs::rename(staging.keep(), &unpacked)?;
+        }
+        Ok(Image {
+            id: config_digest,
+            config,
+            manifest,
+        })
+    }
+    // ANCHOR_END: base_image
+
+    fn layer_dir(&self, diff_id: &str) -> Result<PathBuf> {
+        let hex = diff_id
+            .strip_prefix("sha256:")
+            .ok_or_else(|| anyhow!("bad diff id {diff_id}"))?;
+        Ok(self.layers.join(hex))
+    }
+
+    /// The unpacked content of layer `index` of `image`, unpacking it the
+    /// first time it is needed.
+    pub fn unpacked_layer(&self, image: &Image, index: usize) -> Result<PathBuf> {
+        let diff_id = &image.config.rootfs().diff_ids()[index];
+        let dir = self.layer_dir(diff_id)?;
+        if dir.exists() {
+            return Ok(dir);
+        }
+        let desc = &image.manifest.layers()[index];
+        let blob = self.get_blob(desc.digest().as_ref())?;
+        let staging = tempfile::Builder::new()
+            .prefix(".unpack-")
+            .tempdir_in(&self.layers)?;
+        let reader: Box<dyn Read> = if desc.media_type() == &MediaType::ImageLayerGzip {
+            Box::new(flate2::read::GzDecoder::new(&blob[..]))
+        } else {
+            Box::new(&blob[..])
+        };
+        let mut archive = tar::Archive::new(reader);
+        archive.set_preserve_permissions(true);
+        archive.set_preserve_ownerships(true);
+        archive.unpack(staging.path())?;
+        std::fs::rename(staging.keep(), &dir)?;
+        Ok(dir)
+    }
+}
+
+// ANCHOR: layer_tar
+/// Packs a directory into a layer tarball the same way every time: entries
+/// sorted by path, owner root, modification time zero. Equal content then
+/// gives an equal digest, which is what makes layers shareable.
+pub fn layer_tar(dir: &Path) -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    let mut paths = Vec::new();
+    collect(dir, dir, &mut paths)?;
+    paths.sort();
+    for rel in paths {
+        let full = dir.join(&rel);
+        let meta = std::fs::symlink_metadata(&full)?;
+        let mut header = tar::Header::new_gnu();
+        header.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
+        header.set_mode(meta.permissions().mode() & 0o7777);
+        header.set_uid(meta.uid().into());
+        header.set_gid(meta.gid().into());
+        header.set_mtime(0);
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&full)?;
+            builder.append_link(&mut header, &rel, target)?;
+        } else if meta.is_dir() {
+            builder.append_data(&mut header, &rel, std::io::empty())?;
+        } else if meta.is_file() {
+            builder.append_data(&mut header, &rel, std::fs::File::open(&full)?)?;
+        }
+    }
+    Ok(builder.into_inner()?)
+}
+// ANCHOR_END: layer_tar
+
+fn collect(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        out.push(path.strip_prefix(base)?.to_path_buf());
+        if entry.file_type()?.is_dir() {
+            collect(base, &path, out)?;
+        }
+    }
+    Ok(())
+}
+
+// ANCHOR: copy_tree
+/// Copies an unpacked layer into a container's private root, keeping modes
+/// and symbolic links. `shift` turns each owner id into the host id it maps to
+/// in the container's user namespace, so that root inside owns its files.
+/// (Lab 03 replaces this copy with an overlay mount that costs nothing.)
+pub fn copy_tree(src: &Path, dst: &Path, shift: &dyn Fn(u32, u32) -> (u32, u32)) -> Result<()> {
+    let meta = std::fs::symlink_metadata(src)?;
+    std::fs::create_dir_all(dst)?;
+    std::fs::set_permissions(dst, meta.permissions())?;
+    let (uid, gid) = shift(meta.uid(), meta.gid());
+    std::os::unix::fs::lchown(dst, Some(uid), Some(gid))?;
+    for entry in std::fs::read_dir(src)? {
+        let entry = entry?;
+        let from = entry.path();
+        let to = dst.join(entry.file_name());
+        let meta = entry.metadata()?;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            copy_tree(&from, &to, shift)?;
+            continue;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
+        } else if ft.is_file() {
+            std::fs::copy(&from, &to)?;
+        } else {
+            continue; // devices and fifos arrive with real layers in lab 05
+        }
+        let (uid, gid) = shift(meta.uid(), meta.gid());
+        std::os::unix::fs::lchown(&to, Some(uid), Some(gid))?;
+    }
+    Ok(())
+}
+// ANCHOR_END: copy_tree
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_get_dockers_defaults() {
+        let r = Reference::parse("busybox").unwrap();
+        assert_eq!(r.to_string(), "docker.io/library/busybox:latest");
+        assert_eq!(r.familiar(), "busybox:latest");
+        let r = Reference::parse("localhost:5000/team/app:1.2").unwrap();
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_str()),
+            ("localhost:5000", "team/app", "1.2")
+        );
+        assert_eq!(r.familiar(), "localhost:5000/team/app:1.2");
+        assert_eq!(
+            Reference::parse("me/app").unwrap().to_string(),
+            "docker.io/me/app:latest"
+        );
+        for bad in ["", "Busybox", "a b", "app:", "app:t@x", "/app", "app//x"] {
+            assert!(Reference::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn layer_tars_are_deterministic() {
+        let make = || {
+            let d = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(d.path().join("bin")).unwrap();
+            std::fs::write(d.path().join("bin/hello"), "echo hi").unwrap();
+            std::os::unix::fs::symlink("hello", d.path().join("bin/hi")).unwrap();
+            d
+        };
+        let (a, b) = (make(), make());
+        let (ta, tb) = (layer_tar(a.path()).unwrap(), layer_tar(b.path()).unwrap());
+        assert_eq!(sha256_digest(&ta), sha256_digest(&tb));
+        let names: Vec<String> = tar::Archive::new(&ta[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, vec!["bin", "bin/hello", "bin/hi"]);
+    }
+}

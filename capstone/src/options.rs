@@ -1,0 +1,337 @@
+//! The options a container was created with (Docker's `Config` and
+//! `HostConfig`), as plain data, and the pure rules that interpret them.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// How a container is connected before lab 04 brings bridges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// Its own network namespace with only a loopback device.
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+impl FromStr for NetworkMode {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(NetworkMode::None),
+            "host" => Ok(NetworkMode::Host),
+            "bridge" | "default" => bail!(
+                "network {s:?} is not available yet: bridge networking arrives with lab 04; use --network none or --network host"
+            ),
+            other => bail!("network {other} not found; available networks: none, host"),
+        }
+    }
+}
+
+/// How a container shares System V / POSIX IPC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpcMode {
+    /// Its own IPC namespace (Docker's "private"/"shareable").
+    Private,
+    /// The host's.
+    Host,
+    /// Another container's (`container:NAME`).
+    Container(String),
+}
+
+impl FromStr for IpcMode {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "" | "private" | "shareable" => Ok(IpcMode::Private),
+            "host" => Ok(IpcMode::Host),
+            other => match other.strip_prefix("container:") {
+                Some(name) if !name.is_empty() => Ok(IpcMode::Container(name.to_string())),
+                _ => bail!("invalid --ipc {other:?}: use private, host or container:NAME"),
+            },
+        }
+    }
+}
+
+// ANCHOR: restart_policy
+/// What happens when the container's process exits (`--restart`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    /// Never restart (the default).
+    No,
+    /// Restart after a non-zero exit, at most this many times (0: no limit).
+    OnFailure(u32),
+    /// Always restart, unless stopped by hand.
+    Always,
+    /// Like `always`; the difference (not restarted when the engine starts
+    /// if it was stopped by hand) matters only to engines with a daemon.
+    UnlessStopped,
+}
+
+impl RestartPolicy {
+    /// Decides whether to start the container again after it ended with
+    /// `exit_code`, having been restarted `restarts` times already.
+    pub fn should_restart(self, exit_code: i32, restarts: u32, manually_stopped: bool) -> bool {
+        if manually_stopped {
+            return false;
+        }
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::OnFailure(max) => exit_code != 0 && (max == 0 || restarts < max),
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+        }
+    }
+
+    /// The pause before restart number `restarts + 1`: 100 ms, doubled each
+    /// time up to a minute, so a crashing container does not spin the CPU.
+    /// A container that ran for 10 s or more starts over at 100 ms.
+    pub fn delay(restarts: u32, last_run: Duration) -> Duration {
+        if last_run >= Duration::from_secs(10) {
+            return Duration::from_millis(100);
+        }
+        let ms = 100u64.saturating_mul(1u64 << restarts.min(20));
+        Duration::from_millis(ms.min(60_000))
+    }
+}
+// ANCHOR_END: restart_policy
+
+impl FromStr for RestartPolicy {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let (name, count) = match s.split_once(':') {
+            Some((n, c)) => (n, Some(c)),
+            None => (s, None),
+        };
+        let policy = match (name, count) {
+            ("no", None) => RestartPolicy::No,
+            ("always", None) => RestartPolicy::Always,
+            ("unless-stopped", None) => RestartPolicy::UnlessStopped,
+            ("on-failure", None) => RestartPolicy::OnFailure(0),
+            ("on-failure", Some(n)) => match n.parse() {
+                Ok(n) => RestartPolicy::OnFailure(n),
+                Err(_) => bail!("invalid restart count {n:?} in --restart {s}: expected a number"),
+            },
+            (_, Some(_)) => {
+                bail!("invalid --restart {s}: only on-failure takes a maximum (on-failure:3)")
+            }
+            _ => bail!("invalid --restart {s}: use no, on-failure[:N], always or unless-stopped"),
+        };
+        Ok(policy)
+    }
+}
+
+impl fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RestartPolicy::No => f.write_str("no"),
+            RestartPolicy::OnFailure(_) => f.write_str("on-failure"),
+            RestartPolicy::Always => f.write_str("always"),
+            RestartPolicy::UnlessStopped => f.write_str("unless-stopped"),
+        }
+    }
+}
+
+/// Everything `berth run`/`create` was told, as stored with the container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunOptions {
+    pub hostname: String,
+    pub env: Vec<String>,
+    pub workdir: String,
+    /// `--user` as given (resolved against the image at creation).
+    pub user: String,
+    pub tty: bool,
+    pub interactive: bool,
+    pub auto_remove: bool,
+    pub init: bool,
+    pub read_only: bool,
+    pub network: NetworkMode,
+    pub ipc: IpcMode,
+    pub restart: RestartPolicy,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub no_new_privileges: bool,
+    /// `INSIDE:OUTSIDE:COUNT` maps for a user namespace (`--uidmap`/`--gidmap`).
+    pub uid_maps: Vec<String>,
+    pub gid_maps: Vec<String>,
+    /// Runs in a user namespace that maps the caller to root (rootless).
+    pub rootless: bool,
+    pub entrypoint: Option<Vec<String>>,
+    /// Seconds `stop` waits before SIGKILL (`--stop-timeout`).
+    pub stop_timeout: u64,
+    pub stop_signal: String,
+}
+
+/// Parses `-e` values: `NAME=VALUE` is taken as it is; a bare `NAME` takes the
+/// value from berth's own environment, or is dropped if unset (Docker's rule).
+pub fn parse_env(items: &[String], lookup: impl Fn(&str) -> Option<String>) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for item in items {
+        match item.split_once('=') {
+            Some(("", _)) => bail!("invalid environment variable {item:?}: the name is empty"),
+            Some(_) => out.push(item.clone()),
+            None if item.is_empty() => {
+                bail!("invalid environment variable \"\": the name is empty")
+            }
+            None => {
+                if let Some(v) = lookup(item) {
+                    out.push(format!("{item}={v}"));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Merges environment lists: later entries replace earlier ones with the same
+/// name, in place, so the image's order is kept.
+pub fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = base.to_vec();
+    for item in overrides {
+        let name = item.split('=').next().unwrap_or(item);
+        match out.iter_mut().find(|e| e.split('=').next() == Some(name)) {
+            Some(slot) => *slot = item.clone(),
+            None => out.push(item.clone()),
+        }
+    }
+    out
+}
+
+/// Parses a signal given as `TERM`, `SIGTERM` or `15`.
+pub fn parse_signal(s: &str) -> Result<nix::sys::signal::Signal> {
+    use nix::sys::signal::Signal;
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| anyhow::anyhow!("invalid signal number {n}"));
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>().map_err(|_| {
+        anyhow::anyhow!("invalid signal {s:?}: use a name like TERM or KILL, or a number")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_policies_parse() {
+        assert_eq!("no".parse::<RestartPolicy>().unwrap(), RestartPolicy::No);
+        assert_eq!(
+            "on-failure".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::OnFailure(0)
+        );
+        assert_eq!(
+            "on-failure:3".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::OnFailure(3)
+        );
+        assert_eq!(
+            "always".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::Always
+        );
+        assert_eq!(
+            "unless-stopped".parse::<RestartPolicy>().unwrap(),
+            RestartPolicy::UnlessStopped
+        );
+        for bad in ["sometimes", "always:2", "on-failure:x", ""] {
+            assert!(bad.parse::<RestartPolicy>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn restart_decisions() {
+        use RestartPolicy::*;
+        // (policy, exit code, restarts so far, stopped by hand) -> restart?
+        let table = [
+            (No, 1, 0, false, false),
+            (OnFailure(0), 0, 0, false, false),
+            (OnFailure(0), 1, 99, false, true),
+            (OnFailure(2), 1, 1, false, true),
+            (OnFailure(2), 1, 2, false, false),
+            (Always, 0, 5, false, true),
+            (Always, 137, 0, true, false),
+            (UnlessStopped, 0, 0, false, true),
+            (UnlessStopped, 0, 0, true, false),
+        ];
+        for (policy, code, restarts, manual, want) in table {
+            assert_eq!(
+                policy.should_restart(code, restarts, manual),
+                want,
+                "{policy:?} {code} {restarts} {manual}"
+            );
+        }
+        assert_eq!(
+            RestartPolicy::delay(0, Duration::ZERO),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            RestartPolicy::delay(3, Duration::ZERO),
+            Duration::from_millis(800)
+        );
+        assert_eq!(
+            RestartPolicy::delay(30, Duration::ZERO),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            RestartPolicy::delay(30, Duration::from_secs(11)),
+            Duration::from_millis(100)
+        );
+    }
+
+    #[test]
+    fn env_rules() {
+        let lookup = |k: &str| (k == "HOME").then(|| "/root".to_string());
+        let items: Vec<String> = ["A=1", "HOME", "UNSET", "B="]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            parse_env(&items, lookup).unwrap(),
+            vec!["A=1", "HOME=/root", "B="]
+        );
+        assert!(parse_env(&["=x".to_string()], lookup).is_err());
+        let merged = merge_env(
+            &["PATH=/bin".into(), "A=1".into()],
+            &["A=2".into(), "C=3".into()],
+        );
+        assert_eq!(merged, vec!["PATH=/bin", "A=2", "C=3"]);
+    }
+
+    #[test]
+    fn modes_and_signals() {
+        assert_eq!(
+            "container:db".parse::<IpcMode>().unwrap(),
+            IpcMode::Container("db".into())
+        );
+        assert!("container:".parse::<IpcMode>().is_err());
+        assert!(
+            "bridge"
+                .parse::<NetworkMode>()
+                .unwrap_err()
+                .to_string()
+                .contains("lab 04")
+        );
+        assert_eq!(
+            parse_signal("term").unwrap(),
+            nix::sys::signal::Signal::SIGTERM
+        );
+        assert_eq!(
+            parse_signal("SIGKILL").unwrap(),
+            nix::sys::signal::Signal::SIGKILL
+        );
+        assert_eq!(
+            parse_signal("9").unwrap(),
+            nix::sys::signal::Signal::SIGKILL
+        );
+        assert!(parse_signal("FOO").is_err());
+    }
+}
