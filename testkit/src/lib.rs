@@ -1,1 +1,56 @@
+//! Helpers shared by the course's tests.
+//!
+//! - [`require_root`]: kernel tests need root. Without it they print why they
+//!   did not run and pass, except under `CI=true`, where a test that could not
+//!   run is a failure: CI must never report green for something it skipped.
+//! - [`probe`]: the program the tests run inside containers.
+//! - [`leaks`]: checks that a test left no mounts or processes behind.
 
+pub mod leaks;
+pub mod probe;
+
+/// True when running as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// True under CI (`CI=true`), where skipping is failing.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Returns true when the test may go on. Without root it says so on stderr
+/// and returns false (the test then returns early), or panics under CI.
+pub fn require_root(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    let why = format!(
+        "{test}: not run: this test needs root (CAP_SYS_ADMIN for namespaces and mounts); run it with sudo"
+    );
+    if in_ci() {
+        panic!("{why} — and CI=true, where a test that cannot run is a failure");
+    }
+    eprintln!("{why}");
+    false
+}
+
+/// Starts a kernel test: `root_test!()` returns from the test early (after
+/// saying why) when not root.
+#[macro_export]
+macro_rules! root_test {
+    () => {
+        if !$crate::require_root(module_path!()) {
+            return;
+        }
+    };
+}
+
+/// The workspace root (where Cargo.toml with `[workspace]` is).
+pub fn workspace() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}

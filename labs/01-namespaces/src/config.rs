@@ -399,9 +399,8 @@ impl ContainerConfig {
             .annotations(annotations)
             .build()
             .map_err(oci_err)?;
-        if let Some(h) = &self.hostname {
-            spec.set_hostname(Some(h.clone()));
-        }
+        // Set it even when None: the builder's default is not empty.
+        spec.set_hostname(self.hostname.clone());
         Ok(spec)
     }
     // ANCHOR_END: to_oci

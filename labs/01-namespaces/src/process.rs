@@ -501,7 +501,21 @@ fn execvpe(cmd: &str, path_var: &str, args: &[CString], env: &[CString]) -> Erro
         let Ok(c) = CString::new(candidate.as_os_str().as_bytes()) else {
             continue;
         };
-        match nix::unistd::execve(&c, args, env) {
+        let mut attempts = 0;
+        let result = loop {
+            match nix::unistd::execve(&c, args, env) {
+                // "Text file busy": some process still has the file open for
+                // writing — often a forked child that inherited the
+                // descriptor of a copy in progress and has not exec'd yet.
+                // It goes away within milliseconds; try again.
+                Err(nix::errno::Errno::ETXTBSY) if attempts < 200 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => break other,
+            }
+        };
+        match result {
             Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => continue,
             Err(nix::errno::Errno::EACCES) => denied = true,
             Err(e) => return Error::Child(format!("exec {}: {e}", candidate.display())),

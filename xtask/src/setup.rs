@@ -1,0 +1,116 @@
+//! Installing what the course needs on a fresh Debian or Ubuntu machine.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// Debian packages the labs and tests use, with the file that shows each is
+/// installed.
+pub const PACKAGES: [(&str, &str); 6] = [
+    ("busybox-static", "/bin/busybox"),
+    ("iproute2", "/usr/sbin/ip"),
+    ("nftables", "/usr/sbin/nft"),
+    ("util-linux", "/usr/bin/unshare"),
+    ("procps", "/usr/bin/ps"),
+    ("psmisc", "/usr/bin/killall"),
+];
+
+/// The mdBook version the book is written for.
+pub const MDBOOK_VERSION: &str = "0.5.4";
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// True when running as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc_geteuid() == 0 }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+/// Runs a command, failing with its name if it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+/// Installs missing Debian packages (`extra` adds more, with their marker
+/// files) and mdBook. Without root, says what is missing instead.
+pub fn install(extra: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .chain(extra)
+        .filter(|(_, file)| !Path::new(file).exists())
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if !missing.is_empty() {
+        if !is_root() {
+            bail!(
+                "missing packages: {} (install them as root: apt-get install {})",
+                missing.join(" "),
+                missing.join(" ")
+            );
+        }
+        eprintln!("==> installing {}", missing.join(" "));
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    install_mdbook()
+}
+
+/// Installs mdBook with cargo unless the pinned version is already there.
+pub fn install_mdbook() -> Result<()> {
+    let current = Command::new("mdbook")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string());
+    if current
+        .as_deref()
+        .is_some_and(|v| v.contains(MDBOOK_VERSION))
+    {
+        return Ok(());
+    }
+    eprintln!("==> installing mdbook {MDBOOK_VERSION}");
+    run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+            "install",
+            "--locked",
+            &format!("mdbook@{MDBOOK_VERSION}"),
+        ]),
+    )
+}
+
+/// The path of a binary built in this workspace's target directory.
+pub fn target_bin(profile: &str, name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    target.join(profile).join(name)
+}
+
+/// `cargo` with the given arguments, in the workspace.
+pub fn cargo(args: &[&str]) -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.args(args).current_dir(workspace());
+    c
+}
