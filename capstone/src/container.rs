@@ -297,7 +297,7 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
         for (file, text) in etc_files(&options) {
             std::fs::write(staging.join(file), text)?;
         }
-        let container = Container {
+        let mut container = Container {
             id: id.clone(),
             name: name.clone(),
             created: SystemTime::now(),
@@ -306,6 +306,7 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
             path: path.clone(),
             args: args.to_vec(),
             options: options.clone(),
+            env: Vec::new(),
             state: RunState::default(),
             restart_count: 0,
             manually_stopped: false,
@@ -317,7 +318,7 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
             }
             _ => None,
         };
-        let mut config = build_config(
+        let config = build_config(
             &container,
             &image,
             &store.container_dir(&id),
@@ -325,8 +326,7 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
             ipc_target,
         )?;
         config.validate()?;
-        // Save with the final paths, though we write into the staging directory.
-        config.rootfs = store.container_dir(&id).join("rootfs");
+        container.env = config.process.env.clone();
         let spec = config.to_oci(&store.container_dir(&id))?;
         crate::state::write_atomic(
             &staging.join("config.json"),

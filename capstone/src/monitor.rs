@@ -134,7 +134,11 @@ fn monitor(store: &Store, id: &str, attach: Attach, ready: &mut Option<File>) ->
     let mut attach = attach;
     loop {
         let record = store.load(id)?;
-        let config = ContainerConfig::load(&dir)?;
+        let mut config = ContainerConfig::load(&dir)?;
+        if config.process.terminal && matches!(attach, Attach::Foreground { .. }) {
+            config.process.console_size =
+                namespaces::terminal::window_size(0).map(|w| (w.rows, w.cols));
+        }
         let o = &record.options;
         let interactive_fg = matches!(attach, Attach::Foreground { interactive: true });
 

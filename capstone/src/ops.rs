@@ -211,6 +211,11 @@ pub fn exec(store: &Store, key: &str, req: ExecRequest) -> Result<i32> {
     process.args = req.command;
     process.env = crate::options::merge_env(&process.env, &req.env);
     process.terminal = req.tty;
+    process.console_size = if req.tty {
+        namespaces::terminal::window_size(0).map(|w| (w.rows, w.cols))
+    } else {
+        None
+    };
     if let Some(w) = req.workdir {
         process.cwd = w.into();
     }

@@ -110,6 +110,9 @@ pub struct Container {
     pub path: String,
     pub args: Vec<String>,
     pub options: RunOptions,
+    /// The environment the process gets: image, engine and `-e` merged.
+    #[serde(default)]
+    pub env: Vec<String>,
     pub state: RunState,
     pub restart_count: u32,
     /// Set by `stop` and `kill`: the restart policy must not bring it back.

@@ -166,6 +166,7 @@ pub fn inspect(c: &Container, dir: &std::path::Path) -> Value {
         "Name": format!("/{}", c.name),
         "RestartCount": c.restart_count,
         "Driver": "copy",
+        "GraphDriver": {"Name": "copy", "Data": {"MergedDir": dir.join("rootfs")}},
         "Platform": "linux",
         "HostConfig": {
             "NetworkMode": match o.network { NetworkMode::None => "none", NetworkMode::Host => "host" },
@@ -185,7 +186,7 @@ pub fn inspect(c: &Container, dir: &std::path::Path) -> Value {
             "User": o.user,
             "Tty": o.tty,
             "OpenStdin": o.interactive,
-            "Env": o.env,
+            "Env": c.env,
             "Cmd": std::iter::once(c.path.clone()).chain(c.args.iter().cloned()).collect::<Vec<_>>(),
             "Entrypoint": o.entrypoint,
             "Image": c.image,

@@ -1,1 +1,13 @@
+//! End-to-end tests: `berth` driven as a user types it, through assert_cmd.
+//!
+//! Each test gets its own engine root in a temporary directory; when the
+//! test ends, every container is force-removed and the test fails if any
+//! mount or process mentioning that directory is left.
 
+mod support;
+
+mod errors;
+mod lifecycle;
+mod pty;
+mod rootless;
+mod run;

@@ -76,6 +76,10 @@ pub struct ProcessSpec {
     pub additional_gids: Vec<u32>,
     /// Give the process a pseudo-terminal as its stdin, stdout and stderr.
     pub terminal: bool,
+    /// The terminal's size (rows, columns) from the start, so the very first
+    /// command already sees the user's window size.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
     /// The capabilities the process may have, as names like `CAP_CHOWN`.
     pub capabilities: Vec<String>,
     /// Forbid gaining privileges through setuid binaries or file capabilities.
@@ -167,6 +171,7 @@ impl ContainerConfig {
                 gid: 0,
                 additional_gids: Vec::new(),
                 terminal: false,
+                console_size: None,
                 capabilities: capabilities::DEFAULT
                     .iter()
                     .map(|c| c.to_string())
@@ -334,7 +339,7 @@ impl ContainerConfig {
             .additional_gids(self.process.additional_gids.clone())
             .build()
             .map_err(oci_err)?;
-        let process = oci::ProcessBuilder::default()
+        let mut process = oci::ProcessBuilder::default()
             .terminal(self.process.terminal)
             .user(user)
             .args(self.process.args.clone())
@@ -344,6 +349,14 @@ impl ContainerConfig {
             .no_new_privileges(self.process.no_new_privileges)
             .build()
             .map_err(oci_err)?;
+        if let Some((rows, cols)) = self.process.console_size {
+            let size = oci::BoxBuilder::default()
+                .height(rows as u64)
+                .width(cols as u64)
+                .build()
+                .map_err(oci_err)?;
+            process.set_console_size(Some(size));
+        }
         let root_path = self
             .rootfs
             .strip_prefix(bundle)
@@ -449,6 +462,9 @@ impl ContainerConfig {
                 gid: user.gid(),
                 additional_gids: user.additional_gids().clone().unwrap_or_default(),
                 terminal: process.terminal().unwrap_or(false),
+                console_size: process
+                    .console_size()
+                    .map(|b| (b.height() as u16, b.width() as u16)),
                 capabilities,
                 no_new_privileges: process.no_new_privileges().unwrap_or(false),
             },

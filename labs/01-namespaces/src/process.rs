@@ -404,12 +404,14 @@ fn container_main(plan: &Plan, chan: &Channel) -> Result<std::convert::Infallibl
                 exec_command(plan.process, chan)
             }
             ForkResult::Parent { child } => {
-                // Close our copy of the channel: the caller learns of the
-                // command's exec from the child's copy alone. (Not
-                // `shutdown`, which would close the socket for every copy.
-                // We never return from here, so the Channel is not dropped.)
-                // SAFETY: the descriptor is ours and is not used again.
-                unsafe { libc::close(chan.as_raw_fd()) };
+                // Init never executes anything, so nothing closes the
+                // descriptors it inherited from the engine: close them all
+                // but stdio. That includes our copy of the channel, so the
+                // caller learns of the command's exec from the child's copy
+                // alone. (We never return from here; nothing is dropped.)
+                let _ = chan.as_raw_fd();
+                // SAFETY: closes descriptors this process no longer uses.
+                unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
                 crate::init::run(child)
             }
         }
@@ -427,6 +429,9 @@ fn exec_command(p: &ProcessSpec, chan: &Channel) -> Result<std::convert::Infalli
     nix::unistd::setsid().ctx(|| "setsid".into())?;
     if p.terminal {
         let master = crate::terminal::open_in_container()?;
+        if let Some((rows, cols)) = p.console_size {
+            crate::terminal::set_window_size(0, crate::terminal::WindowSize { rows, cols })?;
+        }
         chan.send_with_fd(&Message::Terminal, Some(master.as_raw_fd()))?;
     }
     // Capabilities leave the bounding set while we are still root, since
@@ -439,9 +444,10 @@ fn exec_command(p: &ProcessSpec, chan: &Channel) -> Result<std::convert::Infalli
         .collect();
     match nix::unistd::setgroups(&groups) {
         Ok(()) => {}
-        // In a user namespace with setgroups denied (rootless), an empty
-        // list is what we have anyway.
-        Err(nix::errno::Errno::EPERM) if groups.is_empty() => {}
+        // In a user namespace with setgroups denied (rootless), we cannot
+        // set groups; that is harmless when the list holds nothing beyond
+        // the primary group, which setresgid below gives us anyway.
+        Err(nix::errno::Errno::EPERM) if p.additional_gids.iter().all(|g| *g == p.gid) => {}
         Err(e) => return Err(Error::sys(format!("setgroups {:?}", p.additional_gids), e)),
     }
     let (uid, gid) = (Uid::from_raw(p.uid), Gid::from_raw(p.gid));

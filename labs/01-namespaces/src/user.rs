@@ -117,6 +117,9 @@ pub fn resolve_user(spec: &UserSpec, passwd: &str, group: &str) -> Result<Resolv
             .collect(),
         None => Vec::new(),
     };
+    // The primary group is also a supplementary one, as `id` shows under
+    // Docker: `uid=1000 gid=1000 groups=1000`.
+    additional_gids.push(gid);
     additional_gids.sort_unstable();
     additional_gids.dedup();
     Ok(ResolvedUser {
@@ -149,7 +152,7 @@ mod tests {
     fn names_and_numbers() {
         let www = resolve("www").unwrap();
         assert_eq!((www.uid, www.gid, www.home.as_str()), (33, 33, "/var/www"));
-        assert_eq!(www.additional_gids, vec![29, 50]);
+        assert_eq!(www.additional_gids, vec![29, 33, 50]);
         assert_eq!(resolve("33").unwrap(), www);
         let odd = resolve("4242:4343").unwrap();
         assert_eq!((odd.uid, odd.gid, odd.home.as_str()), (4242, 4343, "/"));

@@ -1,0 +1,133 @@
+//! The test engine: a `berth` with a private root, cleaned up and checked
+//! for leaks when dropped.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use assert_cmd::Command;
+
+pub struct Berth {
+    pub dir: tempfile::TempDir,
+}
+
+impl Berth {
+    /// A fresh engine, or `None` (after saying why) without root.
+    pub fn new(test: &str) -> Option<Berth> {
+        if !testkit::require_root(test) {
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("berth-e2e-")
+            .tempdir()
+            .unwrap();
+        Some(Berth { dir })
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn runroot(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// `berth --root … --runroot …` ready for more arguments.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+        c.arg("--root")
+            .arg(self.root())
+            .arg("--runroot")
+            .arg(self.runroot());
+        c.timeout(Duration::from_secs(60));
+        c
+    }
+
+    /// Runs berth with `args` and returns (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.cmd().args(args).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs berth and insists on success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, 0, "berth {args:?} failed ({code}): {err}");
+        out
+    }
+
+    /// `inspect --format TEMPLATE NAME`, trimmed.
+    pub fn inspect(&self, name: &str, template: &str) -> String {
+        self.ok(&["inspect", "--format", template, name])
+            .trim()
+            .to_string()
+    }
+
+    /// The container's root filesystem on the host.
+    pub fn rootfs(&self, name: &str) -> PathBuf {
+        PathBuf::from(self.inspect(name, "{{.GraphDriver.Data.MergedDir}}"))
+    }
+
+    /// Creates a container with the probe copied in as /probe.
+    pub fn create_with_probe(&self, args: &[&str]) -> String {
+        let mut full = vec!["create"];
+        full.extend_from_slice(args);
+        let id = self.ok(&full).trim().to_string();
+        std::fs::copy(testkit::probe::probe_path(), self.rootfs(&id).join("probe")).unwrap();
+        id
+    }
+
+    /// Polls `inspect` until `template` renders as `want` (at most `secs`).
+    pub fn wait_for(&self, name: &str, template: &str, want: &str, secs: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let got = self.inspect(name, template);
+            if got == want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: {template} is {got:?}, waited for {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        let ids = self.run(&["ps", "-aq", "--no-trunc"]).1;
+        for id in ids.split_whitespace() {
+            let _ = self.run(&["rm", "-f", id]);
+        }
+        if std::thread::panicking() {
+            return;
+        }
+        // Monitors exit right after their container; give them a moment.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !testkit::leaks::processes_mentioning(&self.dir.path().to_string_lossy()).is_empty()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        testkit::leaks::assert_clean(self.dir.path());
+        let left: Vec<_> = std::fs::read_dir(self.root().join("containers"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "container directories left: {left:?}");
+    }
+}
+
+/// Starts a test with an engine, or returns when there is no root.
+#[macro_export]
+macro_rules! berth {
+    () => {
+        match $crate::support::Berth::new(module_path!()) {
+            Some(b) => b,
+            None => return,
+        }
+    };
+}
