@@ -357,9 +357,24 @@ pub fn layer_tar(dir: &Path) -> Result<Vec<u8>> {
     let mut paths = Vec::new();
     collect(dir, dir, &mut paths)?;
     paths.sort();
+    // The first path of each inode is stored as a file; later paths of the
+    // same inode become hard-link entries that name it.
+    let mut seen: HashMap<(u64, u64), PathBuf> = HashMap::new();
     for rel in paths {
         let full = dir.join(&rel);
         let meta = std::fs::symlink_metadata(&full)?;
+        if meta.is_file() && meta.nlink() > 1 {
+            if let Some(first) = seen.get(&(meta.dev(), meta.ino())) {
+                let mut header = tar::Header::new_gnu();
+                header.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
+                header.set_entry_type(tar::EntryType::Link);
+                header.set_size(0);
+                header.set_mtime(0);
+                builder.append_link(&mut header, &rel, first)?;
+                continue;
+            }
+            seen.insert((meta.dev(), meta.ino()), rel.clone());
+        }
         let mut header = tar::Header::new_gnu();
         header.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
         header.set_mode(meta.permissions().mode() & 0o7777);
@@ -397,11 +412,35 @@ fn collect(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 /// in the container's user namespace, so that root inside owns its files.
 /// (Lab 03 replaces this copy with an overlay mount that costs nothing.)
 pub fn copy_tree(src: &Path, dst: &Path, shift: &dyn Fn(u32, u32) -> (u32, u32)) -> Result<()> {
+    copy_tree_linked(src, dst, shift, &mut HashMap::new())
+}
+
+/// Sets the owner of a new file, skipping the call when it is already right.
+fn own(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    shift: &dyn Fn(u32, u32) -> (u32, u32),
+) -> Result<()> {
+    let (uid, gid) = shift(meta.uid(), meta.gid());
+    let now = std::fs::symlink_metadata(path)?;
+    if (now.uid(), now.gid()) != (uid, gid) {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    }
+    Ok(())
+}
+
+/// `copy_tree`, remembering copied inodes so that hard links in the source
+/// stay hard links (one copy of busybox, not three hundred).
+fn copy_tree_linked(
+    src: &Path,
+    dst: &Path,
+    shift: &dyn Fn(u32, u32) -> (u32, u32),
+    copied: &mut HashMap<(u64, u64), PathBuf>,
+) -> Result<()> {
     let meta = std::fs::symlink_metadata(src)?;
     std::fs::create_dir_all(dst)?;
     std::fs::set_permissions(dst, meta.permissions())?;
-    let (uid, gid) = shift(meta.uid(), meta.gid());
-    std::os::unix::fs::lchown(dst, Some(uid), Some(gid))?;
+    own(dst, &meta, shift)?;
     for entry in std::fs::read_dir(src)? {
         let entry = entry?;
         let from = entry.path();
@@ -409,17 +448,24 @@ pub fn copy_tree(src: &Path, dst: &Path, shift: &dyn Fn(u32, u32) -> (u32, u32))
         let meta = entry.metadata()?;
         let ft = meta.file_type();
         if ft.is_dir() {
-            copy_tree(&from, &to, shift)?;
+            copy_tree_linked(&from, &to, shift, copied)?;
             continue;
         } else if ft.is_symlink() {
             std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
         } else if ft.is_file() {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = copied.get(&key).filter(|_| meta.nlink() > 1) {
+                std::fs::hard_link(first, &to)?;
+                continue;
+            }
             std::fs::copy(&from, &to)?;
+            if meta.nlink() > 1 {
+                copied.insert(key, to.clone());
+            }
         } else {
             continue; // devices and fifos arrive with real layers in lab 05
         }
-        let (uid, gid) = shift(meta.uid(), meta.gid());
-        std::os::unix::fs::lchown(&to, Some(uid), Some(gid))?;
+        own(&to, &meta, shift)?;
     }
     Ok(())
 }

@@ -54,3 +54,20 @@ pub fn workspace() -> std::path::PathBuf {
         .unwrap()
         .to_path_buf()
 }
+
+/// Copies a program into a fresh directory that any user may enter, so a
+/// test can run it as an unprivileged user even when the workspace lives
+/// somewhere private (such as under /root). Keep the returned directory
+/// alive while the program runs.
+pub fn world_executable(program: &std::path::Path) -> (tempfile::TempDir, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("testkit-bin-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.path().join(program.file_name().unwrap());
+    std::fs::copy(program, &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, copy)
+}

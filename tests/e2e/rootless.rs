@@ -14,6 +14,8 @@ fn an_unprivileged_user_runs_a_container() {
         std::os::unix::fs::chown(&d, Some(65534), Some(65534)).unwrap();
     }
     std::os::unix::fs::chown(b.dir.path(), Some(65534), Some(65534)).unwrap();
+    let (_bin, berth) =
+        testkit::world_executable(std::path::Path::new(env!("CARGO_BIN_EXE_berth")));
     let out = std::process::Command::new("setpriv")
         .args([
             "--reuid=65534",
@@ -21,7 +23,7 @@ fn an_unprivileged_user_runs_a_container() {
             "--clear-groups",
             "--reset-env",
         ])
-        .arg(env!("CARGO_BIN_EXE_berth"))
+        .arg(&berth)
         .arg("--root")
         .arg(b.root())
         .arg("--runroot")

@@ -63,6 +63,7 @@ pub fn all_known() -> BTreeSet<String> {
 /// drops first, then adds, and `ALL` stands for every capability. The result
 /// is sorted so that the same flags always give the same configuration.
 pub fn resolve(add: &[String], drop: &[String], privileged: bool) -> Result<Vec<String>> {
+    // BEGIN SOLUTION 01.7
     let everything =
         || -> BTreeSet<String> { caps::all().into_iter().map(|c| c.to_string()).collect() };
     if privileged {
@@ -84,6 +85,7 @@ pub fn resolve(add: &[String], drop: &[String], privileged: bool) -> Result<Vec<
         }
     }
     Ok(set.into_iter().collect())
+    // END SOLUTION
 }
 // ANCHOR_END: resolve_caps
 
@@ -96,6 +98,7 @@ fn op(what: &str, e: caps::errors::CapsError) -> Error {
 /// process in the container can ever gain it again, not even by executing a
 /// setuid-root file. Needs CAP_SETPCAP, so call it before leaving root.
 pub fn limit_bounding(keep: &[String]) -> Result<()> {
+    // BEGIN SOLUTION 01.7
     let keep: caps::CapsHashSet = keep.iter().map(|c| parse(c)).collect::<Result<_>>()?;
     for cap in caps::runtime::thread_all_supported() {
         if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
@@ -104,6 +107,7 @@ pub fn limit_bounding(keep: &[String]) -> Result<()> {
         }
     }
     Ok(())
+    // END SOLUTION
 }
 
 /// Trims the effective, permitted and inheritable sets to `keep`. Call it

@@ -80,6 +80,7 @@ impl FromStr for IdMap {
 /// inside or outside. (The kernel answers all of these with a bare EINVAL;
 /// checking first gives the user a reason.)
 pub fn format_map(maps: &[IdMap]) -> Result<String> {
+    // BEGIN SOLUTION 01.6
     if maps.is_empty() || maps.len() > 340 {
         return Err(Error::Invalid(format!(
             "an id map needs 1 to 340 lines, not {}",
@@ -98,6 +99,7 @@ pub fn format_map(maps: &[IdMap]) -> Result<String> {
         }
     }
     Ok(maps.iter().map(|m| format!("{m}\n")).collect())
+    // END SOLUTION
 }
 // ANCHOR_END: format_map
 
@@ -132,6 +134,7 @@ pub fn write_maps(
     gid_maps: &[IdMap],
     deny_setgroups: bool,
 ) -> Result<()> {
+    // BEGIN SOLUTION 01.6
     let dir = proc_root.join(pid.to_string());
     let write = |name: &str, text: &str| {
         let path = dir.join(name);
@@ -142,6 +145,7 @@ pub fn write_maps(
         write("setgroups", "deny")?;
     }
     write("gid_map", &format_map(gid_maps)?)
+    // END SOLUTION
 }
 // ANCHOR_END: write_maps
 

@@ -16,6 +16,7 @@ use nix::unistd::Pid;
 /// signals must already be blocked, so that they queue up for `sigwait`
 /// instead of being lost or acted on.
 pub fn run(command: Pid) -> ! {
+    // BEGIN SOLUTION 01.8
     let all = SigSet::all();
     loop {
         let Ok(sig) = all.wait() else { continue };
@@ -41,6 +42,7 @@ pub fn run(command: Pid) -> ! {
             }
         }
     }
+    // END SOLUTION
 }
 // ANCHOR_END: init_loop
 

@@ -137,9 +137,11 @@ pub enum NsMode {
 /// Parses the target of a `/proc/PID/ns/KIND` link, such as `uts:[4026531838]`,
 /// into the kind and the inode that identifies the namespace.
 pub fn parse_ns_link(link: &str) -> Option<(&str, u64)> {
+    // BEGIN SOLUTION 01.1
     let (kind, rest) = link.split_once(':')?;
     let inode = rest.strip_prefix('[')?.strip_suffix(']')?.parse().ok()?;
     Some((kind, inode))
+    // END SOLUTION
 }
 
 // ANCHOR: namespace_ids
@@ -147,6 +149,7 @@ pub fn parse_ns_link(link: &str) -> Option<(&str, u64)> {
 /// number of the namespace the process is in. Comparing two processes'
 /// maps shows which namespaces they share.
 pub fn namespace_ids(proc_root: &Path, pid: i32) -> Result<BTreeMap<Namespace, u64>> {
+    // BEGIN SOLUTION 01.1
     let mut ids = BTreeMap::new();
     for ns in Namespace::ALL {
         let path = ns.path_for(proc_root, pid);
@@ -158,6 +161,7 @@ pub fn namespace_ids(proc_root: &Path, pid: i32) -> Result<BTreeMap<Namespace, u
         ids.insert(ns, inode);
     }
     Ok(ids)
+    // END SOLUTION
 }
 // ANCHOR_END: namespace_ids
 
@@ -180,6 +184,7 @@ pub struct NamespaceUse {
 pub fn group_namespaces(
     processes: &[(i32, String, BTreeMap<Namespace, u64>)],
 ) -> Vec<NamespaceUse> {
+    // BEGIN SOLUTION 01.1
     let mut by_ns: BTreeMap<(Namespace, u64), NamespaceUse> = BTreeMap::new();
     for (pid, command, ids) in processes {
         for (&kind, &inode) in ids {
@@ -198,6 +203,7 @@ pub fn group_namespaces(
         }
     }
     by_ns.into_values().collect()
+    // END SOLUTION
 }
 
 /// Lists every namespace on the machine with its processes, like `lsns`.

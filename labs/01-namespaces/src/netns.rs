@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 /// the old `SIOCSIFFLAGS` ioctl (what `ip link set lo up` does over netlink).
 /// The kernel adds 127.0.0.1/8 and ::1 to it by itself once it is up.
 pub fn loopback_up() -> Result<()> {
+    // BEGIN SOLUTION 01.5
     // SAFETY: a datagram socket only serves as a handle for the ioctls.
     let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if sock < 0 {
@@ -33,5 +34,6 @@ pub fn loopback_up() -> Result<()> {
     // SAFETY: we opened it above.
     unsafe { libc::close(sock) };
     result.map_err(|e| Error::sys("bring up lo", e))
+    // END SOLUTION
 }
 // ANCHOR_END: loopback_up

@@ -134,6 +134,7 @@ pub fn spawn(config: &ContainerConfig, stdio: Stdio) -> Result<Running> {
 /// `target` (what `docker exec` and `nsenter` do): joins each of its
 /// namespaces that differs from ours with `setns(2)`, then starts `process`.
 pub fn enter(target: Pid, process: &ProcessSpec, stdio: Stdio) -> Result<Running> {
+    // BEGIN SOLUTION 01.9
     let proc_root = Path::new("/proc");
     let ours = crate::namespace::namespace_ids(proc_root, std::process::id() as i32)?;
     let theirs = crate::namespace::namespace_ids(proc_root, target.as_raw())?;
@@ -151,6 +152,7 @@ pub fn enter(target: Pid, process: &ProcessSpec, stdio: Stdio) -> Result<Running
         process,
     };
     launch(&plan, stdio)
+    // END SOLUTION
 }
 // ANCHOR_END: enter
 
@@ -291,6 +293,7 @@ fn intermediate_main(
     stdio: Stdio,
     chan: &Channel,
 ) -> Result<std::convert::Infallible> {
+    // BEGIN SOLUTION 01.2
     reset_signals()?;
     // If the caller dies while we are setting up, die with it.
     // SAFETY: prctl only sets a flag on this process.
@@ -349,6 +352,7 @@ fn intermediate_main(
             unsafe { libc::_exit(0) }
         }
     }
+    // END SOLUTION
 }
 // ANCHOR_END: intermediate
 
@@ -494,6 +498,7 @@ fn cstring(s: &str) -> Result<CString> {
 /// match. Returns only on failure, with Docker's distinction: nothing found
 /// at all is "not found" (127); found but refused is "permission denied" (126).
 fn execvpe(cmd: &str, path_var: &str, args: &[CString], env: &[CString]) -> Error {
+    // BEGIN SOLUTION 01.2
     let candidates: Vec<PathBuf> = if cmd.contains('/') {
         vec![PathBuf::from(cmd)]
     } else {
@@ -532,5 +537,6 @@ fn execvpe(cmd: &str, path_var: &str, args: &[CString], env: &[CString]) -> Erro
     } else {
         Error::NotFound(cmd.to_string())
     }
+    // END SOLUTION
 }
 // ANCHOR_END: execvpe

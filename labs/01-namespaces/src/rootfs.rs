@@ -63,6 +63,7 @@ impl MountOptions {
 /// Splits mount options into flags for `mount(2)`, propagation flags, and
 /// the data string that the filesystem itself reads.
 pub fn parse_options(options: &[String]) -> MountOptions {
+    // BEGIN SOLUTION 01.3
     let mut out = MountOptions::default();
     let mut data = Vec::new();
     for opt in options {
@@ -116,6 +117,7 @@ pub fn parse_options(options: &[String]) -> MountOptions {
     }
     out.data = data.join(",");
     out
+    // END SOLUTION
 }
 // ANCHOR_END: parse_options
 
@@ -128,6 +130,7 @@ pub fn parse_options(options: &[String]) -> MountOptions {
 /// host and mount over the host's `/etc`. Here an absolute link restarts at
 /// `rootfs`, and `..` never climbs above it.
 pub fn secure_join(rootfs: &Path, path: &Path) -> Result<PathBuf> {
+    // BEGIN SOLUTION 01.3
     let mut resolved = PathBuf::new(); // relative to rootfs
     let mut pending: Vec<PathBuf> = vec![path.to_path_buf()];
     let mut links_followed = 0;
@@ -168,6 +171,7 @@ pub fn secure_join(rootfs: &Path, path: &Path) -> Result<PathBuf> {
         }
     }
     Ok(rootfs.join(resolved))
+    // END SOLUTION
 }
 // ANCHOR_END: secure_join
 
@@ -229,6 +233,7 @@ pub const DEV_SYMLINKS: [(&str, &str); 5] = [
 /// fake root could otherwise make a node for the host's disk), so we
 /// bind-mount the host's node onto an empty file instead.
 pub fn create_devices(sys: &dyn Syscall, dev: &Path, in_user_ns: bool) -> Result<()> {
+    // BEGIN SOLUTION 01.3
     for d in DEFAULT_DEVICES {
         let path = dev.join(d.name);
         if in_user_ns {
@@ -249,6 +254,7 @@ pub fn create_devices(sys: &dyn Syscall, dev: &Path, in_user_ns: bool) -> Result
         sys.symlink(Path::new(target), &dev.join(name))?;
     }
     Ok(())
+    // END SOLUTION
 }
 // ANCHOR_END: create_devices
 
@@ -322,10 +328,12 @@ fn mount_one(sys: &dyn Syscall, rootfs: &Path, m: &MountSpec, opts: &RootfsOptio
 /// starts: the host's root stays mounted, and a root process can walk back
 /// out of it.)
 pub fn pivot_to(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
+    // BEGIN SOLUTION 01.3
     sys.chdir(rootfs)?;
     sys.pivot_root(Path::new("."), Path::new("."))?;
     sys.umount(Path::new("."), MntFlags::MNT_DETACH)?;
     sys.chdir(Path::new("/"))
+    // END SOLUTION
 }
 // ANCHOR_END: pivot
 
@@ -335,6 +343,7 @@ pub fn pivot_to(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
 /// into a mount point (pivot_root wants one), mount everything inside it,
 /// create the device nodes, switch roots, and only then make `/` read-only.
 pub fn setup(sys: &dyn Syscall, config: &ContainerConfig, opts: &RootfsOptions) -> Result<()> {
+    // BEGIN SOLUTION 01.3
     let rootfs = &config.rootfs;
     // Nothing we mount from here on may appear in the host's mount table.
     sys.mount(
@@ -377,6 +386,7 @@ pub fn setup(sys: &dyn Syscall, config: &ContainerConfig, opts: &RootfsOptions) 
         sys.sethostname(h)?;
     }
     Ok(())
+    // END SOLUTION
 }
 // ANCHOR_END: setup
 

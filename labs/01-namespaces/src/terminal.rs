@@ -18,6 +18,7 @@ use crate::error::{Error, Result, SysContext};
 /// process's controlling terminal and its stdin, stdout and stderr, and
 /// returns the master side. The process must have just called `setsid`.
 pub fn open_in_container() -> Result<OwnedFd> {
+    // BEGIN SOLUTION 01.10
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .ctx(|| "open /dev/ptmx".into())?;
     grantpt(&master).ctx(|| "grantpt".into())?;
@@ -44,6 +45,7 @@ pub fn open_in_container() -> Result<OwnedFd> {
     }
     // SAFETY: posix_openpt returned a descriptor we own; move it out.
     Ok(unsafe { OwnedFd::from_raw_fd(master.into_raw_fd()) })
+    // END SOLUTION
 }
 // ANCHOR_END: open_terminal
 

@@ -82,6 +82,7 @@ fn group_entries(group: &str) -> impl Iterator<Item = (&str, u32, Vec<&str>)> {
 /// group from passwd is used, or the same number as the uid if the user has no
 /// entry.
 pub fn resolve_user(spec: &UserSpec, passwd: &str, group: &str) -> Result<ResolvedUser> {
+    // BEGIN SOLUTION 01.7
     let entry = passwd_entries(passwd).find(|(name, uid, _, _)| {
         *name == spec.user || spec.user.parse::<u32>().is_ok_and(|n| n == *uid)
     });
@@ -128,6 +129,7 @@ pub fn resolve_user(spec: &UserSpec, passwd: &str, group: &str) -> Result<Resolv
         additional_gids,
         home,
     })
+    // END SOLUTION
 }
 // ANCHOR_END: resolve_user
 

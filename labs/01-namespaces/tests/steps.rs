@@ -259,6 +259,8 @@ fn step_01_6_an_unprivileged_user_runs_a_container() {
     // namespace that maps nobody to root.
     let root = rootfs();
     chown_tree_to(root.path(), 65534);
+    let (_bin, demo) =
+        testkit::world_executable(std::path::Path::new(env!("CARGO_BIN_EXE_lab01-demo")));
     let out = std::process::Command::new("setpriv")
         .args([
             "--reuid=65534",
@@ -266,7 +268,7 @@ fn step_01_6_an_unprivileged_user_runs_a_container() {
             "--clear-groups",
             "--reset-env",
         ])
-        .arg(env!("CARGO_BIN_EXE_lab01-demo"))
+        .arg(&demo)
         .args([
             "rootless",
             root.path().to_str().unwrap(),
