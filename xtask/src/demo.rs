@@ -1,7 +1,67 @@
-//! `cargo xtask demo` (being written).
+//! `cargo xtask demo`: a container from the built-in busybox image, showing
+//! that it has its own hostname, is PID 1, and sees only its own processes,
+//! mounts and network — then lab 01's tour of each namespace.
+
+use std::process::Command;
 
 use anyhow::Result;
 
+use crate::setup::{self, cargo};
+
+fn banner(text: &str) {
+    println!("\n\x1b[1m### {text}\x1b[0m");
+}
+
 pub fn run() -> Result<()> {
-    anyhow::bail!("being written")
+    setup::install(&[])?;
+    setup::run(&mut cargo(&[
+        "build",
+        "--quiet",
+        "-p",
+        "berth",
+        "-p",
+        "lab01-namespaces",
+    ]))?;
+    let berth = setup::target_bin("debug", "berth");
+
+    banner("berth run --rm --hostname demo busybox sh -c '…'");
+    println!(
+        "A container from the built-in busybox image (made from the host's /bin/busybox on first use)."
+    );
+    let script = "echo \"hostname: $(hostname)\"; echo \"my pid: $$\"; echo processes:; ps; echo mounts:; cat /proc/self/mounts; echo network:; ip -o link | cut -d' ' -f2,3";
+    setup::run(Command::new(&berth).args([
+        "run",
+        "--rm",
+        "--hostname",
+        "demo",
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ]))?;
+    println!(
+        "\nOn the host, meanwhile: hostname {:?}, and this demo is pid {}.",
+        hostname(),
+        std::process::id()
+    );
+
+    if setup::is_root() {
+        banner("lab 01, step by step (target/debug/lab01-demo)");
+        setup::run(&mut Command::new(setup::target_bin("debug", "lab01-demo")))?;
+    } else {
+        println!(
+            "\n(rootless: berth ran the container in a user namespace; run `sudo -E cargo xtask demo` for lab 01's tour, which needs root)"
+        );
+    }
+    println!(
+        "\nNext: read the book (`mdbook serve book`, then http://localhost:3000) or start lab 01 (labs/01-namespaces/README.md)."
+    );
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }

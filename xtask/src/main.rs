@@ -7,6 +7,7 @@ mod bench;
 mod book;
 mod demo;
 mod setup;
+mod steps;
 mod test;
 
 use anyhow::Result;
