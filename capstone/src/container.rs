@@ -359,10 +359,19 @@ mod tests {
         s.iter().map(|x| x.to_string()).collect()
     }
 
+    /// (image ENTRYPOINT, image CMD, --entrypoint, args, expected command)
+    type Case<'a> = (
+        &'a [&'a str],
+        &'a [&'a str],
+        Option<&'a [&'a str]>,
+        &'a [&'a str],
+        &'a [&'a str],
+    );
+
     #[test]
     fn entrypoint_and_cmd() {
         // (image ENTRYPOINT, image CMD, --entrypoint, args) -> command
-        let cases: [(&[&str], &[&str], Option<&[&str]>, &[&str], &[&str]); 6] = [
+        let cases: [Case; 6] = [
             (&[], &["sh"], None, &[], &["sh"]),
             (&[], &["sh"], None, &["echo", "hi"], &["echo", "hi"]),
             (&["/app"], &["--help"], None, &[], &["/app", "--help"]),

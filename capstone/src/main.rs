@@ -349,15 +349,6 @@ impl RunArgs {
     }
 }
 
-/// Exit code for errors that come from looking a container up.
-fn lookup_code(e: &anyhow::Error) -> u8 {
-    if e.downcast_ref::<state::NoSuchContainer>().is_some() {
-        1
-    } else {
-        1
-    }
-}
-
 /// Runs an action for each named container, reporting each failure and
 /// printing each success the way Docker does (the name as given).
 fn each(containers: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<(), Failure> {
@@ -367,7 +358,7 @@ fn each(containers: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<
             Ok(()) => println!("{name}"),
             Err(e) => {
                 eprintln!("Error: {e:#}");
-                failed = Some(lookup_code(&e));
+                failed = Some(1);
             }
         }
     }

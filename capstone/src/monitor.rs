@@ -430,7 +430,7 @@ fn pump(
         for key in ready {
             match key {
                 0 => exited = true,
-                1 | 2 | 3 => {
+                1..=3 => {
                     let fd = match key {
                         1 => io.stdout.as_ref(),
                         2 => io.stderr.as_ref(),
