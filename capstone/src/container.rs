@@ -269,6 +269,9 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
     // The name check and the rename into place happen under one lock, so two
     // `berth run --name x` at once cannot both succeed.
     let _names = store.lock("names")?;
+    // Every creation runs under this lock, so a hidden directory left from
+    // an earlier one means that `berth` was killed part-way: clear it.
+    store.clear_abandoned();
     if let Some(other) = store.list()?.into_iter().find(|c| c.name == name) {
         return Err(NameInUse { name, id: other.id }.into());
     }

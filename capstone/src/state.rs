@@ -181,6 +181,22 @@ impl Store {
         let _ = std::fs::remove_file(self.runroot.join("locks").join(format!("{name}.lock")));
     }
 
+    /// Removes what interrupted creations and removals left: hidden
+    /// `.creating-*` and `.removing-*` directories. Call it only while
+    /// holding the `names` lock, under which every creation runs.
+    pub fn clear_abandoned(&self) {
+        for entry in std::fs::read_dir(self.containers_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with(".creating-") || name.starts_with(".removing-") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+
     /// Reads one container's record.
     pub fn load(&self, id: &str) -> Result<Container> {
         let path = self.container_dir(id).join("state.json");

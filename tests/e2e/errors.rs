@@ -107,3 +107,16 @@ fn invalid_options() {
     }
     assert_eq!(count(&b), 0);
 }
+
+#[test]
+fn an_interrupted_creation_is_cleared() {
+    let b = berth!();
+    b.ok(&["create", "--name", "first", "busybox", "true"]);
+    // What a `berth create` killed half-way leaves behind.
+    let abandoned = b.root().join("containers/.creating-0123456789abcdef");
+    std::fs::create_dir_all(abandoned.join("rootfs/bin")).unwrap();
+    assert_eq!(count(&b), 1, "a half-made container must not be listed");
+    b.ok(&["create", "--name", "second", "busybox", "true"]);
+    assert!(!abandoned.exists());
+    assert_eq!(count(&b), 2);
+}
