@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! lab01-demo                       the tour: each step, what it shows, and the output
-//! lab01-demo run ROOTFS CMD...     run CMD in a container with every namespace new
+//! lab01-demo run [--ns LIST] ROOTFS CMD...
+//!                                  run CMD in a container; LIST picks the new
+//!                                  namespaces (default uts,pid,mnt,ipc,net,cgroup)
 //! lab01-demo rootless ROOTFS CMD.. the same as an ordinary user, in a user namespace
 //! lab01-demo lsns                  list the machine's namespaces, like `lsns`
 //! ```
@@ -13,7 +15,9 @@ use std::process::ExitCode;
 use namespaces::{ContainerConfig, IdMap, Namespace, NsMode};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: lab01-demo [run ROOTFS CMD... | rootless ROOTFS CMD... | lsns]");
+    eprintln!(
+        "usage: lab01-demo [run [--ns uts,pid,mnt,ipc,net,cgroup,user] ROOTFS CMD... | rootless ROOTFS CMD... | lsns]"
+    );
     ExitCode::from(2)
 }
 
@@ -21,6 +25,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         None | Some("tour") => tour(),
+        Some("run") if args.len() >= 5 && args[1] == "--ns" => match parse_ns_list(&args[2]) {
+            Ok(list) => run_with(Path::new(&args[3]), &args[4..], Some(list)),
+            Err(e) => Err(e),
+        },
         Some("run") if args.len() >= 3 => run_one(Path::new(&args[1]), &args[2..], false),
         Some("rootless") if args.len() >= 3 => run_one(Path::new(&args[1]), &args[2..], true),
         Some("lsns") => lsns(),
@@ -33,6 +41,40 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code() as u8)
         }
     }
+}
+
+/// Parses `uts,pid,mnt`: the namespaces to make new; the rest are shared
+/// with the host. The mount namespace is always new (the root filesystem
+/// needs it).
+fn parse_ns_list(list: &str) -> namespaces::Result<Vec<Namespace>> {
+    list.split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::parse)
+        .collect()
+}
+
+/// Runs a command with only the listed namespaces new.
+fn run_with(
+    rootfs: &Path,
+    cmd: &[String],
+    only: Option<Vec<Namespace>>,
+) -> namespaces::Result<i32> {
+    let rootfs =
+        std::fs::canonicalize(rootfs).map_err(|e| namespaces::Error::io("resolve", rootfs, e))?;
+    let mut config = ContainerConfig::new(rootfs, cmd.to_vec());
+    if let Some(only) = only {
+        config.namespaces = only.into_iter().map(|ns| (ns, NsMode::New)).collect();
+        config.namespaces.insert(Namespace::Mount, NsMode::New);
+        if config.new_namespace(Namespace::User) {
+            config.uid_mappings = vec![IdMap::new(0, nix::unistd::geteuid().as_raw(), 1)];
+            config.gid_mappings = vec![IdMap::new(0, nix::unistd::getegid().as_raw(), 1)];
+        }
+    }
+    if config.new_namespace(Namespace::Uts) {
+        config.hostname = Some("lab01".into());
+    }
+    let running = namespaces::spawn(&config, namespaces::Stdio::default())?;
+    Ok(running.wait()?.status())
 }
 
 /// Runs one command in a container and returns its exit status.
