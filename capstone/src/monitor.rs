@@ -200,6 +200,10 @@ fn monitor(store: &Store, id: &str, attach: Attach, ready: &mut Option<File>) ->
                     c.state.finished_at = Some(SystemTime::now());
                     Ok(())
                 })?;
+                // `--rm` removes a container that could not start, too.
+                if o.auto_remove {
+                    crate::ops::remove_files(store, id);
+                }
                 if let Some(mut r) = ready.take() {
                     writeln!(r, "{code} {message}")?;
                     return Ok(code);

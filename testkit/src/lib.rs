@@ -32,7 +32,11 @@ pub fn require_root(test: &str) -> bool {
     if in_ci() {
         panic!("{why} — and CI=true, where a test that cannot run is a failure");
     }
-    eprintln!("{why}");
+    // Write to the real stderr, not through `eprintln!`, which the test
+    // harness captures and hides for passing tests: a test that did not
+    // run must say so where the person running the tests can see it.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{why}");
     false
 }
 

@@ -23,6 +23,8 @@ fn missing_and_unrunnable_commands() {
     let (code, _, err) = b.run(&["run", "--rm", "busybox", "/etc/passwd"]);
     assert_eq!(code, 126);
     assert!(err.contains("permission denied"), "{err}");
+    // --rm removed the container that could not start; "nf" is still there.
+    assert_eq!(count(&b), 1);
     // Detached runs report the same.
     let (code, _, err) = b.run(&["run", "-d", "busybox", "no-such-command"]);
     assert_eq!(code, 127, "{err}");

@@ -11,12 +11,15 @@
 //! | step | module | what it does |
 //! |---|---|---|
 //! | 01.1 | [`namespace`] | name the seven namespaces, read a process's namespace ids (like `lsns`) |
-//! | 01.2 | [`process`] | fork, `unshare`, fork again: the process chain and its channel ([`channel`]) |
-//! | 01.3 | [`rootfs`] | private mounts, `pivot_root`, `/proc`, `/dev`, `/sys`, read-only root |
-//! | 01.4 | [`idmap`] | user namespaces: uid and gid maps, rootless containers |
-//! | 01.5 | [`user`], [`capabilities`] | who the process runs as, and with which privileges |
-//! | 01.6 | [`init`], [`terminal`] | a tiny init for PID 1, pseudo-terminals |
-//! | 01.7 | [`process::enter`] | join a running container's namespaces (`docker exec`) |
+//! | 01.2 | [`process`], [`channel`] | fork, `unshare`, fork again: the process chain; the hostname; PID 1 |
+//! | 01.3 | [`rootfs`], [`syscall`] | private mounts, `pivot_root`, `/proc`, `/dev`, `/sys`, read-only root |
+//! | 01.4 | [`namespace::NsMode`] | the IPC namespace: private, shared with the host, or joined |
+//! | 01.5 | [`netns`] | the network namespace: only a loopback, brought up |
+//! | 01.6 | [`idmap`] | user namespaces: uid and gid maps, rootless containers |
+//! | 01.7 | [`user`], [`capabilities`] | who the process runs as, and with which privileges |
+//! | 01.8 | [`init`] | PID 1: signals, zombies and a tiny init |
+//! | 01.9 | [`process::enter`] | join a running container's namespaces (`docker exec`) |
+//! | 01.10 | [`terminal`] | pseudo-terminals for `-t` |
 //!
 //! Everything that only computes (parsing, planning) is a plain function
 //! tested without root. The few functions that call the kernel say so.

@@ -121,6 +121,7 @@ impl FromStr for Namespace {
     }
 }
 
+// ANCHOR: ns_mode
 /// How a container gets a namespace of one kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NsMode {
@@ -133,6 +134,7 @@ pub enum NsMode {
     /// (`--ipc container:NAME`).
     Join(PathBuf),
 }
+// ANCHOR_END: ns_mode
 
 /// Parses the target of a `/proc/PID/ns/KIND` link, such as `uts:[4026531838]`,
 /// into the kind and the inode that identifies the namespace.

@@ -185,6 +185,7 @@ fn launch(plan: &Plan, stdio: Stdio) -> Result<Running> {
     // when the command is executed (close-on-exec) or everything has exited.
     loop {
         match ours.recv() {
+            // ANCHOR: maps_written
             Ok(Some((Message::UserNamespaceReady, _))) => {
                 let deny = !Uid::effective().is_root();
                 let result = idmap::write_maps(
@@ -202,6 +203,7 @@ fn launch(plan: &Plan, stdio: Stdio) -> Result<Running> {
                     }
                 }
             }
+            // ANCHOR_END: maps_written
             Ok(Some((Message::Pid(p), _))) => init_pid = Some(Pid::from_raw(p)),
             Ok(Some((Message::Terminal, fd))) => terminal = fd,
             Ok(Some((Message::Failed(f), _))) => {

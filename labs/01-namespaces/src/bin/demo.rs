@@ -151,7 +151,7 @@ fn tour() -> namespaces::Result<i32> {
 
     let result = (|| {
         step(
-            "01.1-01.2  UTS and PID namespaces",
+            "01.2  UTS and PID namespaces",
             "The container has its own hostname, and its first process is PID 1.",
         );
         show(&dir, |_| {}, "hostname; echo my pid is $$; ps")?;
@@ -205,7 +205,7 @@ fn tour() -> namespaces::Result<i32> {
         show(&dir, |_| {}, "grep Cap /proc/self/status")?;
 
         step(
-            "01.9  Namespace ids",
+            "01.1  Namespace ids",
             "The same process seen by namespace: each link names a namespace by inode.",
         );
         show(
