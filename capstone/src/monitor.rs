@@ -212,6 +212,7 @@ fn monitor(store: &Store, id: &str, attach: Attach, ready: &mut Option<File>) ->
             }
         };
         let pid = running.pid.as_raw();
+        tracing::debug!(container = id, pid, ?attach, "container started");
         store.update(id, |c| {
             c.state.status = Status::Running;
             c.state.pid = pid;
@@ -241,6 +242,7 @@ fn monitor(store: &Store, id: &str, attach: Attach, ready: &mut Option<File>) ->
         drop(signals);
         mask.thread_unblock()?;
         let code = exit.status();
+        tracing::debug!(container = id, ?exit, "container exited");
 
         let decision = store.update(id, |c| {
             c.state.status = Status::Exited;

@@ -220,6 +220,12 @@ fn launch(plan: &Plan, stdio: Stdio) -> Result<Running> {
         }
     }
     let intermediate_exit = wait_exit(intermediate)?;
+    tracing::debug!(
+        ?init_pid,
+        ?intermediate_exit,
+        failed = failure.is_some(),
+        "container process chain done"
+    );
     match (failure, init_pid) {
         (Some(err), pid) => {
             if let Some(pid) = pid {
