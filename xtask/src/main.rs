@@ -5,6 +5,7 @@
 
 mod bench;
 mod book;
+mod course;
 mod demo;
 mod setup;
 mod steps;
@@ -38,6 +39,19 @@ enum Command {
     },
     /// Check the book's includes and build it.
     Book,
+    /// Run a step's tests (or a lab's, or the next unfinished step) and show progress.
+    Check {
+        /// A step (01.3) or a lab (01); by default the next step not yet passed.
+        which: Option<String>,
+        /// Run again whenever a file under labs/ changes.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Show the next hint for a step.
+    Hint {
+        /// The step, like 01.3.
+        step: String,
+    },
 }
 
 fn main() -> Result<()> {
@@ -46,5 +60,7 @@ fn main() -> Result<()> {
         Command::Test { no_install } => test::run(!no_install),
         Command::Bench { runs } => bench::run(runs),
         Command::Book => book::run(),
+        Command::Check { which, watch } => course::check(which.as_deref(), watch),
+        Command::Hint { step } => course::hint(&step),
     }
 }
