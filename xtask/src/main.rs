@@ -9,6 +9,7 @@ mod course;
 mod demo;
 mod setup;
 mod steps;
+mod student;
 mod test;
 
 use anyhow::Result;
@@ -47,6 +48,12 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Write the starter repository: the labs with their solutions cut out.
+    Student {
+        /// A new or empty directory.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Show the next hint for a step.
     Hint {
         /// The step, like 01.3.
@@ -62,5 +69,6 @@ fn main() -> Result<()> {
         Command::Book => book::run(),
         Command::Check { which, watch } => course::check(which.as_deref(), watch),
         Command::Hint { step } => course::hint(&step),
+        Command::Student { out } => student::run(&out),
     }
 }
