@@ -7,6 +7,7 @@ mod bench;
 mod book;
 mod course;
 mod demo;
+mod grade;
 mod setup;
 mod steps;
 mod student;
@@ -54,6 +55,24 @@ enum Command {
         #[arg(long)]
         out: std::path::PathBuf,
     },
+    /// Grade a submission (or the reference): every step's tests, scored, as a report.
+    Grade {
+        /// The student's repository; the reference tests are put back on top.
+        #[arg(long)]
+        submission: Option<std::path::PathBuf>,
+        /// gradescope, classroom, junit or table.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// Write the report here instead of to stdout.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Only this step (01.3) or lab (01).
+        #[arg(long)]
+        only: Option<String>,
+        /// Seconds each test may take.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
     /// Show the next hint for a step.
     Hint {
         /// The step, like 01.3.
@@ -70,5 +89,18 @@ fn main() -> Result<()> {
         Command::Check { which, watch } => course::check(which.as_deref(), watch),
         Command::Hint { step } => course::hint(&step),
         Command::Student { out } => student::run(&out),
+        Command::Grade {
+            submission,
+            format,
+            out,
+            only,
+            timeout,
+        } => grade::run(
+            submission.as_deref(),
+            &format,
+            out.as_deref(),
+            only.as_deref(),
+            timeout,
+        ),
     }
 }

@@ -236,7 +236,7 @@ mod tests {
         assert!(!out.join(".ci/run").exists());
 
         // It compiles, and a step's test fails with the step's message.
-        let target = root.join("target/student");
+        let target = root.join("target/course");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let test = Command::new(&cargo)
             .args([

@@ -137,6 +137,40 @@ pub fn run(install: bool) -> Result<()> {
     stage("tests (cargo test --workspace)");
     setup::run(cargo(&["test", "--workspace", "--no-fail-fast"]).env("BERTH_PROBE", &probe))?;
 
+    if setup::is_root() {
+        stage("the grader: the reference scores every point, the starter none");
+        let reference = crate::grade::grade(None, None, std::time::Duration::from_secs(300))?;
+        let (score, max) = totals(&reference);
+        eprintln!("reference: {score:.2} / {max:.2}");
+        if score < max {
+            bail!(
+                "the reference solution lost points:\n{}",
+                crate::grade::table(&reference)
+            );
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("berth-starter-")
+            .tempdir()?;
+        crate::student::export(&setup::workspace(), dir.path())?;
+        let starter =
+            crate::grade::grade(Some(dir.path()), None, std::time::Duration::from_secs(300))?;
+        let (score, _) = totals(&starter);
+        let silent: Vec<&str> = starter
+            .iter()
+            .filter(|r| !r.output.contains("not yet implemented: step"))
+            .map(|r| r.test.as_str())
+            .collect();
+        eprintln!("starter: {score:.2} / {max:.2}");
+        if score > 0.0 || !silent.is_empty() {
+            bail!(
+                "the starter must fail every test with its step's message; these did not: {silent:?}\n{}",
+                crate::grade::table(&starter)
+            );
+        }
+    } else {
+        eprintln!("(grader check skipped: it needs root to run the kernel tests)");
+    }
+
     stage("the book");
     crate::book::run()?;
 
@@ -156,6 +190,13 @@ pub fn run(install: bool) -> Result<()> {
     eprintln!("no new mounts, network namespaces, links or processes");
     eprintln!("\nall checks passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+fn totals(results: &[crate::grade::TestResult]) -> (f64, f64) {
+    (
+        results.iter().map(|r| r.score).sum(),
+        results.iter().map(|r| r.max_score).sum(),
+    )
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ pub const DEFAULT: [&str; 14] = [
 /// Parses a capability name, with or without the `CAP_` prefix and in any case
 /// (`net_admin`, `CAP_NET_ADMIN`), as Docker's `--cap-add` accepts.
 pub fn parse(name: &str) -> Result<Capability> {
+    // BEGIN SOLUTION 01.7
     let upper = name.to_ascii_uppercase();
     let full = if upper.starts_with("CAP_") {
         upper
@@ -48,6 +49,7 @@ pub fn parse(name: &str) -> Result<Capability> {
             "unknown capability {name:?}; names look like NET_ADMIN or CAP_NET_ADMIN (see capabilities(7))"
         ))
     })
+    // END SOLUTION
 }
 
 /// Every capability this kernel knows.

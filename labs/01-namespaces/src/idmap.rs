@@ -105,6 +105,7 @@ pub fn format_map(maps: &[IdMap]) -> Result<String> {
 
 /// Parses the text of `/proc/PID/uid_map` back into lines.
 pub fn parse_proc_map(text: &str) -> Result<Vec<IdMap>> {
+    // BEGIN SOLUTION 01.6
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
@@ -119,6 +120,7 @@ pub fn parse_proc_map(text: &str) -> Result<Vec<IdMap>> {
             }
         })
         .collect()
+    // END SOLUTION
 }
 
 // ANCHOR: write_maps

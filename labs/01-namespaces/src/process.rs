@@ -168,10 +168,7 @@ fn launch(plan: &Plan, stdio: Stdio) -> Result<Running> {
     let intermediate = match unsafe { fork() }.ctx(|| "fork".into())? {
         ForkResult::Child => {
             drop(ours);
-            let err = intermediate_main(plan, stdio, &theirs).unwrap_err();
-            let _ = theirs.send(&Message::Failed(Failure::from(&err)));
-            // SAFETY: leave without running the parent's exit handlers.
-            unsafe { libc::_exit(1) }
+            child_body(&theirs, || intermediate_main(plan, stdio, &theirs))
         }
         ForkResult::Parent { child } => child,
     };
@@ -247,6 +244,28 @@ fn launch(plan: &Plan, stdio: Stdio) -> Result<Running> {
             "the intermediate process ended ({intermediate_exit:?}) without starting the container"
         ))),
     }
+}
+
+/// Runs the body of a forked child: whatever error it returns, or panic it
+/// raises, goes back to the parent over the channel, and the child ends
+/// with `_exit` — it must never return or unwind into the code it was forked
+/// from (in a test, that would be a second copy of the test harness).
+fn child_body(chan: &Channel, body: impl FnOnce() -> Result<std::convert::Infallible>) -> ! {
+    let failure = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(Err(err)) => Failure::from(&err),
+        Ok(Ok(never)) => match never {},
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Failure::Other(format!("panicked: {text}"))
+        }
+    };
+    let _ = chan.send(&Message::Failed(failure));
+    // SAFETY: leave at once, without the parent's exit handlers.
+    unsafe { libc::_exit(1) }
 }
 
 /// `pidfd_open(2)`: a descriptor that stands for one process.
@@ -348,12 +367,7 @@ fn intermediate_main(
 
     // SAFETY: we are single-threaded (a forked child), so fork is safe.
     match unsafe { fork() }.ctx(|| "fork the container's first process".into())? {
-        ForkResult::Child => {
-            let err = container_main(plan, chan).unwrap_err();
-            let _ = chan.send(&Message::Failed(Failure::from(&err)));
-            // SAFETY: leave at once, without the parent's exit handlers.
-            unsafe { libc::_exit(1) }
-        }
+        ForkResult::Child => child_body(chan, || container_main(plan, chan)),
         ForkResult::Parent { child } => {
             chan.send(&Message::Pid(child.as_raw()))?;
             // SAFETY: our job is done; the caller adopts `child`.
