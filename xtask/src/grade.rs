@@ -247,7 +247,15 @@ pub fn grade(
         }
         None => reference.clone(),
     };
-    let target_dir = reference.join("target/course");
+    // Separate build directories for the reference and for submissions:
+    // cargo names a workspace member's artifacts the same wherever the
+    // workspace lives, so two trees sharing one directory overwrite each
+    // other's test binaries.
+    let target_dir = reference.join(if submission.is_some() {
+        "target/course-submission"
+    } else {
+        "target/course"
+    });
     // Build once up front, so the per-test timeouts time tests, not compiling.
     let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     build

@@ -121,6 +121,10 @@ pub fn export(root: &Path, out: &Path) -> Result<Vec<String>> {
             std::fs::copy(root.join(&rel), &dst)?;
         }
     }
+    // The starter grades itself on GitHub Classroom.
+    let workflow = out.join(".github/workflows/classroom.yml");
+    std::fs::create_dir_all(workflow.parent().unwrap())?;
+    std::fs::copy(root.join("course/classroom/classroom.yml"), &workflow)?;
     Ok(removed)
 }
 
@@ -234,9 +238,11 @@ mod tests {
             "solution text in the starter: {leaked:#?}"
         );
         assert!(!out.join(".ci/run").exists());
+        assert!(out.join(".github/workflows/classroom.yml").exists());
 
         // It compiles, and a step's test fails with the step's message.
-        let target = root.join("target/course");
+        // Its own build directory: see `grade` on why trees must not share one.
+        let target = root.join("target/course-starter");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let test = Command::new(&cargo)
             .args([
