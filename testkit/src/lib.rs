@@ -59,11 +59,14 @@ pub fn workspace() -> std::path::PathBuf {
         .to_path_buf()
 }
 
-/// Copies a program into a fresh directory that any user may enter, so a
-/// test can run it as an unprivileged user even when the workspace lives
-/// somewhere private (such as under /root). Keep the returned directory
-/// alive while the program runs.
-pub fn world_executable(program: &std::path::Path) -> (tempfile::TempDir, std::path::PathBuf) {
+/// The uid and gid of `nobody`, which the rootless tests run as.
+pub const NOBODY: u32 = 65534;
+
+/// A command that runs `program` as `nobody` (through `setpriv`, with a
+/// clean environment). The program is first copied into a fresh directory
+/// any user may enter, since the workspace may live somewhere private (such
+/// as under /root). Keep the returned directory alive while it runs.
+pub fn as_nobody(program: &std::path::Path) -> (tempfile::TempDir, std::process::Command) {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::Builder::new()
         .prefix("testkit-bin-")
@@ -73,5 +76,10 @@ pub fn world_executable(program: &std::path::Path) -> (tempfile::TempDir, std::p
     let copy = dir.path().join(program.file_name().unwrap());
     std::fs::copy(program, &copy).unwrap();
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (dir, copy)
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.arg(format!("--reuid={NOBODY}"))
+        .arg(format!("--regid={NOBODY}"))
+        .args(["--clear-groups", "--reset-env"])
+        .arg(copy);
+    (dir, cmd)
 }

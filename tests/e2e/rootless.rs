@@ -11,19 +11,12 @@ fn an_unprivileged_user_runs_a_container() {
     // berth runs as nobody (uid 65534) with an engine root nobody owns.
     for d in [b.root(), b.runroot()] {
         std::fs::create_dir_all(&d).unwrap();
-        std::os::unix::fs::chown(&d, Some(65534), Some(65534)).unwrap();
+        std::os::unix::fs::chown(&d, Some(testkit::NOBODY), Some(testkit::NOBODY)).unwrap();
     }
-    std::os::unix::fs::chown(b.dir.path(), Some(65534), Some(65534)).unwrap();
-    let (_bin, berth) =
-        testkit::world_executable(std::path::Path::new(env!("CARGO_BIN_EXE_berth")));
-    let out = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--reset-env",
-        ])
-        .arg(&berth)
+    std::os::unix::fs::chown(b.dir.path(), Some(testkit::NOBODY), Some(testkit::NOBODY)).unwrap();
+    let (_bin, mut nobody_cmd) =
+        testkit::as_nobody(std::path::Path::new(env!("CARGO_BIN_EXE_berth")));
+    let out = nobody_cmd
         .arg("--root")
         .arg(b.root())
         .arg("--runroot")

@@ -232,7 +232,7 @@ fn step_01_6_root_inside_is_5000_outside() {
     root_test!();
     let root = rootfs();
     // The container's files must belong to the mapped ids to be its own.
-    chown_tree(root.path(), 5000);
+    chown_tree(root.path(), &|uid, gid| (uid + 5000, gid + 5000));
     let mut c = config(&root, &["/probe", "uid", "gid", "uid_map", "gid_map"]);
     c.namespaces.insert(Namespace::User, NsMode::New);
     c.uid_mappings = vec![IdMap::new(0, 5000, 1000)];
@@ -241,13 +241,15 @@ fn step_01_6_root_inside_is_5000_outside() {
     insta::assert_json_snapshot!("user_map", report);
 }
 
-fn chown_tree(dir: &Path, base: u32) {
-    let meta = std::fs::symlink_metadata(dir).unwrap();
+/// Changes the owner of every file under `dir` to `owner(uid, gid)`.
+fn chown_tree(dir: &Path, owner: &dyn Fn(u32, u32) -> (u32, u32)) {
     use std::os::unix::fs::MetadataExt;
-    std::os::unix::fs::lchown(dir, Some(base + meta.uid()), Some(base + meta.gid())).unwrap();
+    let meta = std::fs::symlink_metadata(dir).unwrap();
+    let (uid, gid) = owner(meta.uid(), meta.gid());
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).unwrap();
     if meta.is_dir() {
         for e in std::fs::read_dir(dir).unwrap() {
-            chown_tree(&e.unwrap().path(), base);
+            chown_tree(&e.unwrap().path(), owner);
         }
     }
 }
@@ -258,17 +260,10 @@ fn step_01_6_an_unprivileged_user_runs_a_container() {
     // The demo binary, run as nobody, starts a rootless container in a user
     // namespace that maps nobody to root.
     let root = rootfs();
-    chown_tree_to(root.path(), 65534);
-    let (_bin, demo) =
-        testkit::world_executable(std::path::Path::new(env!("CARGO_BIN_EXE_lab01-demo")));
-    let out = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--reset-env",
-        ])
-        .arg(&demo)
+    let nobody = testkit::NOBODY;
+    chown_tree(root.path(), &|_, _| (nobody, nobody));
+    let (_bin, mut nobody_cmd) = testkit::as_nobody(Path::new(env!("CARGO_BIN_EXE_lab01-demo")));
+    let out = nobody_cmd
         .args([
             "rootless",
             root.path().to_str().unwrap(),
@@ -290,15 +285,6 @@ fn step_01_6_an_unprivileged_user_runs_a_container() {
     assert_eq!(report["pid"], 1);
     assert_eq!(report["uid_map"][0]["outside"], 65534);
     assert_eq!(report["uid_map"][0]["count"], 1);
-}
-
-fn chown_tree_to(dir: &Path, id: u32) {
-    std::os::unix::fs::lchown(dir, Some(id), Some(id)).unwrap();
-    if std::fs::symlink_metadata(dir).unwrap().is_dir() {
-        for e in std::fs::read_dir(dir).unwrap() {
-            chown_tree_to(&e.unwrap().path(), id);
-        }
-    }
 }
 
 // --- 01.7 users and capabilities ----------------------------------------------
