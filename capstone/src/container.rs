@@ -180,6 +180,19 @@ pub fn build_config(
         config.uid_mappings = uids;
         config.gid_mappings = gids;
     }
+    // The container's own cgroup at /sys/fs/cgroup (read-only), and the
+    // device nodes `--device` asked for, bound from the host.
+    let hierarchy = crate::cgroup::hierarchy()?;
+    let in_user_ns = config.new_namespace(Namespace::User);
+    config
+        .mounts
+        .extend(cgroups::container::cgroup_mounts(&hierarchy, in_user_ns));
+    for node in &o.resources.device_nodes {
+        let target = node.path.to_string_lossy();
+        config
+            .mounts
+            .push(namespaces::MountSpec::bind(&node.host, &target, false));
+    }
     for (file, target) in [
         ("hostname", "/etc/hostname"),
         ("hosts", "/etc/hosts"),
@@ -330,7 +343,14 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
         )?;
         config.validate()?;
         container.env = config.process.env.clone();
-        let spec = config.to_oci(&store.container_dir(&id))?;
+        let mut spec = config.to_oci(&store.container_dir(&id))?;
+        if !options.rootless {
+            // The limits, where runc and crun would read them.
+            let mut linux = spec.linux().clone().unwrap_or_default();
+            linux.set_resources(Some(cgroups::oci::to_oci(&options.resources)?));
+            linux.set_cgroups_path(Some(Path::new(crate::cgroup::PARENT).join(&id)));
+            spec.set_linux(Some(linux));
+        }
         crate::state::write_atomic(
             &staging.join("config.json"),
             &serde_json::to_vec_pretty(&spec)?,

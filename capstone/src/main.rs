@@ -2,6 +2,7 @@
 //! from the course's labs.
 
 mod attach;
+mod cgroup;
 mod container;
 mod image;
 mod logs;
@@ -9,6 +10,7 @@ mod monitor;
 mod ops;
 mod options;
 mod state;
+mod stats;
 mod template;
 mod tty;
 mod views;
@@ -144,6 +146,32 @@ enum Command {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// Freeze every process of running containers.
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Let paused containers run again.
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Show containers' CPU, memory and process counts, refreshed live.
+    Stats {
+        /// Include stopped containers.
+        #[arg(short, long)]
+        all: bool,
+        /// Print one reading and exit.
+        #[arg(long)]
+        no_stream: bool,
+        /// Don't shorten ids.
+        #[arg(long)]
+        no_trunc: bool,
+        /// A Go-template-like format, `table …`, or `json`.
+        #[arg(long)]
+        format: Option<String>,
+        containers: Vec<String>,
+    },
     /// Show details of containers as JSON.
     Inspect {
         /// A Go-template-like format, e.g. '{{.State.Status}}'.
@@ -225,6 +253,27 @@ struct RunArgs {
     /// Seconds `stop` waits before SIGKILL.
     #[arg(long, default_value_t = 10)]
     stop_timeout: u64,
+    /// Memory limit, e.g. 64m (the kernel kills the container beyond it).
+    #[arg(short = 'm', long, value_name = "BYTES")]
+    memory: Option<String>,
+    /// Memory plus swap, e.g. 128m; -1 for unlimited swap.
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// How many CPUs the container may keep busy, e.g. 0.5.
+    #[arg(long)]
+    cpus: Option<String>,
+    /// Relative CPU weight against other containers (default 1024).
+    #[arg(short = 'c', long)]
+    cpu_shares: Option<String>,
+    /// CPUs the container may run on, e.g. 0-1 or 0,2.
+    #[arg(long)]
+    cpuset_cpus: Option<String>,
+    /// Maximum number of processes (-1: no limit).
+    #[arg(long, allow_hyphen_values = true)]
+    pids_limit: Option<String>,
+    /// Give the container a host device: HOST[:CONTAINER][:rwm].
+    #[arg(long)]
+    device: Vec<String>,
     image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
@@ -334,6 +383,18 @@ impl RunArgs {
                 options::parse_signal(&self.stop_signal)?;
                 self.stop_signal.clone()
             },
+            resources: cgroup::resources(
+                &cgroup::LimitFlags {
+                    memory: self.memory.clone(),
+                    memory_swap: self.memory_swap.clone(),
+                    cpus: self.cpus.clone(),
+                    cpu_shares: self.cpu_shares.clone(),
+                    cpuset_cpus: self.cpuset_cpus.clone(),
+                    pids_limit: self.pids_limit.clone(),
+                    devices: self.device.clone(),
+                },
+                rootless(),
+            )?,
         })
     }
 
@@ -523,6 +584,31 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             };
             let code = ops::exec(&store, &container, req).map_err(|e| code_of(e, 1))?;
             Ok(code as u8)
+        }
+        Command::Pause { containers } => {
+            each(&containers, |name| ops::pause(&store, name))?;
+            Ok(0)
+        }
+        Command::Unpause { containers } => {
+            each(&containers, |name| ops::unpause(&store, name))?;
+            Ok(0)
+        }
+        Command::Stats {
+            all,
+            no_stream,
+            no_trunc,
+            format,
+            containers,
+        } => {
+            let opts = stats::Options {
+                all,
+                stream: !no_stream,
+                no_trunc,
+                format,
+                containers,
+            };
+            stats::run(&store, &opts).map_err(fail(1))?;
+            Ok(0)
         }
         Command::Inspect { format, containers } => {
             let template = format

@@ -13,6 +13,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
+use cgroups::CgroupManager;
 use namespaces::{ContainerConfig, Exit, Stdio};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal};
@@ -184,11 +185,9 @@ fn monitor(store: &Store, id: &str, attach: Attach, ready: &mut Option<File>) ->
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
 
         let started = Instant::now();
-        let running = match namespaces::spawn(&config, stdio) {
+        let (running, cgroup) = match spawn_in_cgroup(id, o, &mut config, stdio) {
             Ok(r) => r,
-            Err(e) => {
-                let code = e.exit_code();
-                let message = e.to_string();
+            Err((code, message)) => {
                 store.update(id, |c| {
                     c.state.status = if c.restart_count > 0 {
                         Status::Exited
@@ -219,6 +218,7 @@ fn monitor(store: &Store, id: &str, attach: Attach, ready: &mut Option<File>) ->
             c.state.pid_start = process_start_time(pid).unwrap_or(0);
             c.state.monitor_pid = std::process::id() as i32;
             c.state.exit_code = 0;
+            c.state.oom_killed = false;
             c.state.error.clear();
             c.state.started_at = Some(SystemTime::now());
             Ok(())
@@ -243,12 +243,14 @@ fn monitor(store: &Store, id: &str, attach: Attach, ready: &mut Option<File>) ->
         mask.thread_unblock()?;
         let code = exit.status();
         tracing::debug!(container = id, ?exit, "container exited");
+        let oom_killed = cgroup.as_ref().is_some_and(finish_cgroup);
 
         let decision = store.update(id, |c| {
             c.state.status = Status::Exited;
             c.state.pid = 0;
             c.state.pid_start = 0;
             c.state.exit_code = code;
+            c.state.oom_killed = oom_killed;
             c.state.finished_at = Some(SystemTime::now());
             let again = c
                 .options
@@ -299,6 +301,48 @@ fn monitor(store: &Store, id: &str, attach: Attach, ready: &mut Option<File>) ->
 // ANCHOR_END: monitor
 
 /// Hands the restart loop of a container to a background monitor.
+// ANCHOR: spawn_in_cgroup
+/// Creates the container's cgroup with its limits (unless rootless), then
+/// starts the container in it; on failure removes the cgroup again and
+/// returns the exit code and message to report.
+fn spawn_in_cgroup(
+    id: &str,
+    o: &crate::options::RunOptions,
+    config: &mut ContainerConfig,
+    stdio: Stdio,
+) -> std::result::Result<(namespaces::Running, Option<cgroups::Manager>), (i32, String)> {
+    let engine_error = |e: anyhow::Error| (125, format!("{e:#}"));
+    let cgroup = crate::cgroup::manager(id, o.rootless).map_err(engine_error)?;
+    if let Some(cg) = &cgroup {
+        cg.create(&o.resources)
+            .map_err(|e| engine_error(e.into()))?;
+        config.cgroup_procs = cg.procs_files();
+    }
+    match namespaces::spawn(config, stdio) {
+        Ok(running) => Ok((running, cgroup)),
+        Err(e) => {
+            if let Some(cg) = &cgroup {
+                let _ = cg.delete();
+            }
+            Err((e.exit_code(), e.to_string()))
+        }
+    }
+}
+// ANCHOR_END: spawn_in_cgroup
+
+/// After the container's first process exited: tells whether the kernel's
+/// OOM killer struck in the cgroup, then removes the cgroup.
+fn finish_cgroup(cg: &cgroups::Manager) -> bool {
+    let oom = cg.stats().map(|s| s.oom_kills > 0).unwrap_or(false);
+    // Anything left (children of a PID 1 that did not use a PID namespace)
+    // dies with it, as Docker's containers do.
+    let _ = cg.kill_all();
+    if let Err(e) = cg.delete() {
+        tracing::warn!("cannot remove cgroup: {e}");
+    }
+    oom
+}
+
 fn start_restarter(store: &Store, id: &str) -> Result<()> {
     // SAFETY: single-threaded; the child runs the monitor and exits.
     match unsafe { fork() }? {

@@ -4,6 +4,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
+use cgroups::CgroupManager;
 use namespaces::{ContainerConfig, ProcessSpec, Stdio};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::Signal;
@@ -108,6 +109,7 @@ pub fn stop(store: &Store, key: &str, timeout: Option<u64>) -> Result<()> {
     if let Some(fd) = container_pidfd(&c) {
         let sig = crate::options::parse_signal(&c.options.stop_signal)?;
         signal_pidfd(&fd, sig)?;
+        thaw_if_paused(&c);
         if !wait_pidfd(&fd, timeout) {
             signal_pidfd(&fd, Signal::SIGKILL)?;
             wait_pidfd(&fd, Duration::from_secs(10));
@@ -130,10 +132,62 @@ pub fn kill(store: &Store, key: &str, sig: Signal) -> Result<()> {
     let fd = container_pidfd(&c).ok_or_else(|| NotRunning(c.name.clone()))?;
     signal_pidfd(&fd, sig)?;
     if sig == Signal::SIGKILL {
+        thaw_if_paused(&c);
         wait_pidfd(&fd, Duration::from_secs(10));
         wait_recorded(store, &c.id, 137)?;
     }
     Ok(())
+}
+
+/// A paused container's processes cannot act on a signal until they are
+/// thawed (on cgroup v1, not even SIGKILL): thaw after signalling.
+fn thaw_if_paused(c: &Container) {
+    if c.state.status == Status::Paused
+        && let Ok(Some(m)) = crate::cgroup::manager(&c.id, c.options.rootless)
+    {
+        let _ = m.thaw();
+    }
+}
+
+// ANCHOR: pause
+/// Freezes every process of a running container (`docker pause`): they
+/// stay in memory but get no CPU time until `unpause`. The state changes
+/// under the container's lock, so the monitor cannot record an exit halfway.
+pub fn pause(store: &Store, key: &str) -> Result<()> {
+    let c = store.find(key)?;
+    let Some(m) = crate::cgroup::manager(&c.id, c.options.rootless)? else {
+        bail!(
+            "cannot pause {}: a rootless container has no cgroup to freeze",
+            c.name
+        );
+    };
+    store.update(&c.id, |c| {
+        match c.state.status {
+            Status::Running => {}
+            Status::Paused => bail!("container {} is already paused", c.name),
+            _ => bail!(NotRunning(c.name.clone())),
+        }
+        m.freeze()?;
+        c.state.status = Status::Paused;
+        Ok(())
+    })
+}
+// ANCHOR_END: pause
+
+/// Lets a paused container run again (`docker unpause`).
+pub fn unpause(store: &Store, key: &str) -> Result<()> {
+    let c = store.find(key)?;
+    let Some(m) = crate::cgroup::manager(&c.id, c.options.rootless)? else {
+        bail!("container {} is not paused", c.name);
+    };
+    store.update(&c.id, |c| {
+        if c.state.status != Status::Paused {
+            bail!("container {} is not paused", c.name);
+        }
+        m.thaw()?;
+        c.state.status = Status::Running;
+        Ok(())
+    })
 }
 
 /// Deletes a container's files and lock. Tolerates a partly removed one.
@@ -170,11 +224,15 @@ pub fn remove(store: &Store, key: &str, force: bool) -> Result<()> {
         })?;
         if let Some(fd) = container_pidfd(&c) {
             signal_pidfd(&fd, Signal::SIGKILL)?;
+            thaw_if_paused(&c);
             wait_pidfd(&fd, Duration::from_secs(10));
         }
         wait_recorded(store, &c.id, 137)?;
     }
     let _lock = store.lock(&c.id)?;
+    // The monitor removes the cgroup when the container exits; if the
+    // monitor was killed, that is left to us.
+    crate::cgroup::cleanup(&c.id, c.options.rootless);
     remove_files(store, &c.id);
     Ok(())
 }
@@ -247,7 +305,17 @@ pub fn exec(store: &Store, key: &str, req: ExecRequest) -> Result<i32> {
         stdout: if req.detach { Some(null()?) } else { None },
         stderr: if req.detach { Some(null()?) } else { None },
     };
-    let running = namespaces::enter(Pid::from_raw(c.state.pid), &process, stdio)?;
+    // The new process joins the container's cgroups too, so that it
+    // counts against the same limits.
+    let cgroup_procs = crate::cgroup::manager(&c.id, c.options.rootless)?
+        .map(|m| m.procs_files())
+        .unwrap_or_default();
+    let running = namespaces::process::enter_with_cgroups(
+        Pid::from_raw(c.state.pid),
+        &process,
+        stdio,
+        &cgroup_procs,
+    )?;
     if req.detach {
         return Ok(0);
     }

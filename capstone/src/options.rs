@@ -165,6 +165,9 @@ pub struct RunOptions {
     /// Seconds `stop` waits before SIGKILL (`--stop-timeout`).
     pub stop_timeout: u64,
     pub stop_signal: String,
+    /// Cgroup limits (`--memory`, `--cpus`, ...), lab 02.
+    #[serde(default)]
+    pub resources: cgroups::Resources,
 }
 
 /// Parses `-e` values: `NAME=VALUE` is taken as it is; a bare `NAME` takes the

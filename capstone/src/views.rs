@@ -140,6 +140,7 @@ pub fn inspect(c: &Container, dir: &std::path::Path) -> Value {
         RestartPolicy::OnFailure(n) => n,
         _ => 0,
     };
+    let r = &o.resources;
     json!({
         "Id": c.id,
         "Created": timestamp(Some(c.created)),
@@ -180,6 +181,21 @@ pub fn inspect(c: &Container, dir: &std::path::Path) -> Value {
             "CapDrop": o.cap_drop,
             "SecurityOpt": if o.no_new_privileges { vec!["no-new-privileges"] } else { vec![] },
             "UsernsMode": if o.rootless || !o.uid_maps.is_empty() { "private" } else { "" },
+            "Memory": r.memory.unwrap_or(0),
+            "MemorySwap": r.memory_swap.unwrap_or(0),
+            "NanoCpus": match (r.cpu_quota, r.cpu_period) {
+                (Some(q), Some(p)) if p > 0 => q * 1_000_000_000 / p,
+                _ => 0,
+            },
+            "CpuShares": r.cpu_shares.unwrap_or(0),
+            "CpusetCpus": r.cpuset_cpus.clone().unwrap_or_default(),
+            "PidsLimit": r.pids,
+            "Devices": r.device_nodes.iter().zip(&r.devices).map(|(n, rule)| json!({
+                "PathOnHost": n.host,
+                "PathInContainer": n.path,
+                "CgroupPermissions": rule.access,
+            })).collect::<Vec<_>>(),
+            "CgroupParent": if o.rootless { "" } else { crate::cgroup::PARENT },
         },
         "Config": {
             "Hostname": o.hostname,

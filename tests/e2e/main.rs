@@ -8,6 +8,7 @@ mod support;
 
 mod errors;
 mod lifecycle;
+mod limits;
 mod pty;
 mod rootless;
 mod run;

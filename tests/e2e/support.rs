@@ -114,6 +114,10 @@ impl Drop for Berth {
             std::thread::sleep(Duration::from_millis(20));
         }
         testkit::leaks::assert_clean(self.dir.path());
+        for id in ids.split_whitespace() {
+            let left = cgroups_of(id);
+            assert!(left.is_empty(), "cgroups left: {left:?}");
+        }
         let left: Vec<_> = std::fs::read_dir(self.root().join("containers"))
             .map(|d| d.flatten().map(|e| e.file_name()).collect())
             .unwrap_or_default();
@@ -130,4 +134,23 @@ macro_rules! berth {
             None => return,
         }
     };
+}
+
+/// The cgroup directories named for container `id` under the engine's
+/// group, in any hierarchy (`/sys/fs/cgroup/berth/ID` on v2,
+/// `/sys/fs/cgroup/CONTROLLER/berth/ID` on v1).
+pub fn cgroups_of(id: &str) -> Vec<PathBuf> {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let mut dirs = vec![root.to_path_buf()];
+    dirs.extend(
+        std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path()),
+    );
+    dirs.into_iter()
+        .map(|d| d.join("berth").join(id))
+        .filter(|p| p.exists())
+        .collect()
 }

@@ -105,6 +105,12 @@ pub struct ContainerConfig {
     pub mounts: Vec<MountSpec>,
     /// Run a tiny init as PID 1 that forwards signals and reaps zombies (`--init`).
     pub init: bool,
+    /// `cgroup.procs` files the container joins before it creates its
+    /// namespaces, so that every process in it is limited from the first
+    /// instruction and its cgroup namespace is rooted there (lab 02). Not
+    /// part of `config.json`: the engine derives them from
+    /// `linux.cgroupsPath` each time it starts the container.
+    pub cgroup_procs: Vec<PathBuf>,
 }
 
 // ANCHOR: default_mounts
@@ -183,6 +189,7 @@ impl ContainerConfig {
             gid_mappings: Vec::new(),
             mounts: default_mounts(),
             init: false,
+            cgroup_procs: Vec::new(),
         }
     }
 
@@ -487,6 +494,7 @@ impl ContainerConfig {
                 .as_ref()
                 .and_then(|a| a.get(INIT_ANNOTATION))
                 .is_some_and(|v| v == "true"),
+            cgroup_procs: Vec::new(),
         })
     }
 

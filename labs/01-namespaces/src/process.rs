@@ -106,6 +106,8 @@ struct Plan<'a> {
     create: Option<&'a ContainerConfig>,
     init: bool,
     process: &'a ProcessSpec,
+    /// `cgroup.procs` files to write our pid into before anything else.
+    cgroup_procs: &'a [PathBuf],
 }
 
 // ANCHOR: spawn
@@ -124,6 +126,7 @@ pub fn spawn(config: &ContainerConfig, stdio: Stdio) -> Result<Running> {
         create: Some(config),
         init: config.init,
         process: &config.process,
+        cgroup_procs: &config.cgroup_procs,
     };
     launch(&plan, stdio)
 }
@@ -134,6 +137,18 @@ pub fn spawn(config: &ContainerConfig, stdio: Stdio) -> Result<Running> {
 /// `target` (what `docker exec` and `nsenter` do): joins each of its
 /// namespaces that differs from ours with `setns(2)`, then starts `process`.
 pub fn enter(target: Pid, process: &ProcessSpec, stdio: Stdio) -> Result<Running> {
+    enter_with_cgroups(target, process, stdio, &[])
+}
+
+/// [`enter`], also joining the container's cgroups (lab 02) by writing the
+/// new process's pid into each of `cgroup_procs` first, so that what runs
+/// in the container counts against the container's limits.
+pub fn enter_with_cgroups(
+    target: Pid,
+    process: &ProcessSpec,
+    stdio: Stdio,
+    cgroup_procs: &[PathBuf],
+) -> Result<Running> {
     // BEGIN SOLUTION 01.9
     let proc_root = Path::new("/proc");
     let ours = crate::namespace::namespace_ids(proc_root, std::process::id() as i32)?;
@@ -150,6 +165,7 @@ pub fn enter(target: Pid, process: &ProcessSpec, stdio: Stdio) -> Result<Running
         create: None,
         init: false,
         process,
+        cgroup_procs,
     };
     launch(&plan, stdio)
     // END SOLUTION
@@ -329,6 +345,7 @@ fn intermediate_main(
     redirect(&stdio.stdout, 1)?;
     redirect(&stdio.stderr, 2)?;
     drop(stdio);
+    join_cgroups(plan.cgroup_procs)?;
 
     // Open everything we will join *before* joining anything: once we are
     // in another mount namespace, /proc/PID may name a different process.
@@ -377,6 +394,17 @@ fn intermediate_main(
     // END SOLUTION
 }
 // ANCHOR_END: intermediate
+
+/// Joins the cgroups the caller chose (lab 02) by writing `0`, meaning
+/// "the writer", into each `cgroup.procs`. This happens before any
+/// namespace is created: every process of the container then starts inside
+/// the limits, and a new cgroup namespace takes this cgroup as its root.
+fn join_cgroups(procs: &[PathBuf]) -> Result<()> {
+    for file in procs {
+        std::fs::write(file, "0").map_err(|e| Error::io("join cgroup: write 0 to", file, e))?;
+    }
+    Ok(())
+}
 
 /// After entering a user namespace our ids are whatever our host ids map
 /// to; switch to the namespace's root when it exists, so that we create
