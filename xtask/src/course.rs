@@ -292,13 +292,18 @@ mod tests {
     #[test]
     fn the_bar_counts_points() {
         let labs = labs();
+        let points: u32 = labs.iter().flat_map(|l| &l.steps).map(|s| s.points).sum();
+        let steps: usize = labs.iter().map(|l| l.steps.len()).sum();
         let mut p = Progress::default();
-        assert!(progress_bar(&labs, &p, 10).starts_with("[..........] 0/100 points, 0/10 steps"));
+        let empty = format!("[..........] 0/{points} points, 0/{steps} steps");
+        assert!(progress_bar(&labs, &p, 10).starts_with(&empty));
+        // Step 01.3 is worth 20 points: with one mark per 20 points, it fills one.
         p.passed.insert("01.3".into());
+        let bar = progress_bar(&labs, &p, points as usize / 20);
         assert!(
-            progress_bar(&labs, &p, 10).starts_with("[##........] 20/100 points, 1/10 steps"),
-            "{}",
-            progress_bar(&labs, &p, 10)
+            bar.starts_with(&format!("[#{}", ".".repeat(points as usize / 20 - 1)))
+                && bar.contains(&format!(" 20/{points} points, 1/{steps} steps")),
+            "{bar}"
         );
     }
 

@@ -1,6 +1,7 @@
 //! `cargo xtask demo`: a container from the built-in busybox image, showing
 //! that it has its own hostname, is PID 1, and sees only its own processes,
-//! mounts and network — then lab 01's tour of each namespace.
+//! mounts and network, and that its memory is limited — then the labs'
+//! tours (lab 01's namespaces, lab 02's cgroups).
 
 use std::process::Command;
 
@@ -21,6 +22,8 @@ pub fn run() -> Result<()> {
         "berth",
         "-p",
         "lab01-namespaces",
+        "-p",
+        "lab02-cgroups",
     ]))?;
     let berth = setup::target_bin("debug", "berth");
 
@@ -46,11 +49,31 @@ pub fn run() -> Result<()> {
     );
 
     if setup::is_root() {
+        banner("berth run --rm --memory 16m busybox dd … bs=64M");
+        println!(
+            "A 16 MiB memory limit, and a program that wants 64 MiB: the kernel kills it (137 = 128 + SIGKILL)."
+        );
+        let status = Command::new(&berth)
+            .args([
+                "run",
+                "--rm",
+                "--memory",
+                "16m",
+                "--memory-swap",
+                "16m",
+                "busybox",
+            ])
+            .args(["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"])
+            .status()?;
+        println!("exit status: {}", status.code().unwrap_or(-1));
+
         banner("lab 01, step by step (target/debug/lab01-demo)");
         setup::run(&mut Command::new(setup::target_bin("debug", "lab01-demo")))?;
+        banner("lab 02, step by step (target/debug/lab02-demo)");
+        setup::run(&mut Command::new(setup::target_bin("debug", "lab02-demo")))?;
     } else {
         println!(
-            "\n(rootless: berth ran the container in a user namespace; run `sudo -E cargo xtask demo` for lab 01's tour, which needs root)"
+            "\n(rootless: berth ran the container in a user namespace; run `sudo -E cargo xtask demo` for the labs' tours, which need root)"
         );
     }
     println!(

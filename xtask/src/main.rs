@@ -12,6 +12,7 @@ mod setup;
 mod steps;
 mod student;
 mod test;
+mod vmtest;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -73,6 +74,19 @@ enum Command {
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
+    /// Run the kernel tests in a QEMU machine whose only cgroup hierarchy is v2.
+    Vmtest {
+        /// The kernel image to boot; by default the newest /boot/vmlinuz-*.
+        #[arg(long)]
+        kernel: Option<std::path::PathBuf>,
+        /// Seconds the whole run (boot and tests) may take.
+        #[arg(long, default_value_t = vmtest::DEFAULT_TIMEOUT)]
+        timeout: u64,
+        /// Use KVM instead of QEMU's emulator (TCG): much faster, where the
+        /// host allows hardware virtualization.
+        #[arg(long)]
+        kvm: bool,
+    },
     /// Show the next hint for a step.
     Hint {
         /// The step, like 01.3.
@@ -88,6 +102,15 @@ fn main() -> Result<()> {
         Command::Book => book::run(),
         Command::Check { which, watch } => course::check(which.as_deref(), watch),
         Command::Hint { step } => course::hint(&step),
+        Command::Vmtest {
+            kernel,
+            timeout,
+            kvm,
+        } => vmtest::run(
+            kernel.as_deref(),
+            std::time::Duration::from_secs(timeout),
+            kvm,
+        ),
         Command::Student { out } => student::run(&out),
         Command::Grade {
             submission,

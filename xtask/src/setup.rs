@@ -6,14 +6,18 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 /// Debian packages the labs and tests use, with the file that shows each is
-/// installed.
-pub const PACKAGES: [(&str, &str); 6] = [
+/// installed. A marker ending in `*` matches any file that starts with the
+/// rest (the kernel image's name holds its version). QEMU and a kernel are
+/// for `cargo xtask vmtest`, which runs the kernel tests on cgroup v2.
+pub const PACKAGES: [(&str, &str); 8] = [
     ("busybox-static", "/bin/busybox"),
     ("iproute2", "/usr/sbin/ip"),
     ("nftables", "/usr/sbin/nft"),
     ("util-linux", "/usr/bin/unshare"),
     ("procps", "/usr/bin/ps"),
     ("psmisc", "/usr/bin/killall"),
+    ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
+    ("linux-image-amd64", "/boot/vmlinuz-*"),
 ];
 
 /// The mdBook version the book is written for.
@@ -56,7 +60,7 @@ pub fn install(extra: &[(&str, &str)]) -> Result<()> {
     let missing: Vec<&str> = PACKAGES
         .iter()
         .chain(extra)
-        .filter(|(_, file)| !Path::new(file).exists())
+        .filter(|(_, file)| !installed(file))
         .map(|(pkg, _)| *pkg)
         .collect();
     if !missing.is_empty() {
@@ -75,6 +79,20 @@ pub fn install(extra: &[(&str, &str)]) -> Result<()> {
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
     install_mdbook()
+}
+
+/// Whether the marker file exists; `dir/prefix*` matches any file in `dir`
+/// whose name starts with `prefix`.
+fn installed(marker: &str) -> bool {
+    let Some(prefix) = marker.strip_suffix('*') else {
+        return Path::new(marker).exists();
+    };
+    let (dir, prefix) = prefix.rsplit_once('/').unwrap_or((".", prefix));
+    std::fs::read_dir(if dir.is_empty() { "/" } else { dir })
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
 }
 
 /// Installs mdBook with cargo unless the pinned version is already there.
@@ -113,4 +131,20 @@ pub fn cargo(args: &[&str]) -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.args(args).current_dir(workspace());
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_with_a_star_match_a_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("vmlinuz-6.1.0-1-amd64"), "").unwrap();
+        let marker = |m: &str| format!("{}/{m}", dir.path().display());
+        assert!(installed(&marker("vmlinuz-*")));
+        assert!(installed(&marker("vmlinuz-6.1.0-1-amd64")));
+        assert!(!installed(&marker("initrd.img-*")));
+        assert!(!installed(&marker("vmlinuz")));
+    }
 }

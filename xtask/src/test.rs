@@ -17,6 +17,7 @@ struct Machine {
     netns: BTreeSet<String>,
     links: BTreeSet<String>,
     processes: BTreeSet<String>,
+    cgroups: BTreeSet<String>,
     berth_state: bool,
 }
 
@@ -44,7 +45,24 @@ fn snapshot() -> Machine {
             processes.insert(format!("{} {comm}", entry.file_name().to_string_lossy()));
         }
     }
+    // The engine's cgroups: `berth` under the v2 root or any v1 hierarchy.
+    let mut cgroups = BTreeSet::new();
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let hierarchies = std::iter::once(root.to_path_buf()).chain(
+        std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path()),
+    );
+    for h in hierarchies {
+        let parent = h.join("berth");
+        if parent.is_dir() {
+            cgroups.insert(parent.display().to_string());
+        }
+    }
     Machine {
+        cgroups,
         mounts,
         netns: names("/run/netns"),
         links: names("/sys/class/net"),
@@ -65,6 +83,7 @@ fn leaks(before: &Machine, after: &Machine) -> Vec<String> {
     new("network namespace", &before.netns, &after.netns, &mut out);
     new("network link", &before.links, &after.links, &mut out);
     new("process", &before.processes, &after.processes, &mut out);
+    new("cgroup", &before.cgroups, &after.cgroups, &mut out);
     if after.berth_state && !before.berth_state {
         out.push("state: /run/berth was created (tests must use a temporary root)".into());
     }
@@ -117,25 +136,18 @@ pub fn run(install: bool) -> Result<()> {
     eprintln!("every step names real tests, hints and book sections");
 
     stage("the probe (a static binary the tests run inside containers)");
-    let probe_target = setup::workspace().join("target/probe");
-    setup::run(
-        cargo(&[
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "berth-probe",
-            "--target",
-            "x86_64-unknown-linux-gnu",
-        ])
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .env("CARGO_TARGET_DIR", &probe_target),
-    )?;
-    let probe = probe_target.join("x86_64-unknown-linux-gnu/release/probe");
+    let probe = build_probe()?;
 
     let before = snapshot();
     stage("tests (cargo test --workspace)");
     setup::run(cargo(&["test", "--workspace", "--no-fail-fast"]).env("BERTH_PROBE", &probe))?;
+
+    stage("kernel tests on cgroup v2 (qemu)");
+    crate::vmtest::run(
+        None,
+        std::time::Duration::from_secs(crate::vmtest::DEFAULT_TIMEOUT),
+        false,
+    )?;
 
     if setup::is_root() {
         stage("the grader: the reference scores every point, the starter none");
@@ -190,6 +202,27 @@ pub fn run(install: bool) -> Result<()> {
     eprintln!("no new mounts, network namespaces, links or processes");
     eprintln!("\nall checks passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// Builds the probe as a static executable, into its own target directory
+/// (`target/probe`, where `testkit::probe` looks for it too), and returns
+/// its path.
+pub fn build_probe() -> Result<std::path::PathBuf> {
+    let probe_target = setup::workspace().join("target/probe");
+    setup::run(
+        cargo(&[
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "berth-probe",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+        ])
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("CARGO_TARGET_DIR", &probe_target),
+    )?;
+    Ok(probe_target.join("x86_64-unknown-linux-gnu/release/probe"))
 }
 
 fn totals(results: &[crate::grade::TestResult]) -> (f64, f64) {
