@@ -163,6 +163,61 @@ fn step_02_3_a_cpu_quota_is_enforced() {
     );
 }
 
+#[test]
+fn step_02_3_shares_divide_a_contended_cpu() {
+    root_test!();
+    let h = hierarchy();
+    let root = rootfs();
+    // Both containers on CPU 0, both busy: the CPU is contended, and the
+    // scheduler divides it by weight, 1024 against 512.
+    let busy = || config(&root, &h, &["sh", "-c", "while :; do :; done"]);
+    let limits = |shares| Resources {
+        cpu_shares: Some(shares),
+        cpuset_cpus: Some("0".into()),
+        ..Resources::default()
+    };
+    let heavy = start(&h, "heavy", &limits(1024), busy());
+    let light = start(&h, "light", &limits(512), busy());
+    std::thread::sleep(Duration::from_millis(300));
+    let (h0, l0) = (
+        heavy.cgroup().stats().unwrap(),
+        light.cgroup().stats().unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(2000));
+    let (h1, l1) = (
+        heavy.cgroup().stats().unwrap(),
+        light.cgroup().stats().unwrap(),
+    );
+    drop((heavy, light));
+    let used_heavy = (h1.cpu_usage_ns - h0.cpu_usage_ns) as f64;
+    let used_light = (l1.cpu_usage_ns - l0.cpu_usage_ns) as f64;
+    let ratio = used_heavy / used_light;
+    eprintln!("cpu.shares 1024 against 512 on one CPU: {ratio:.2} to 1");
+    assert!(
+        (1.5..2.7).contains(&ratio),
+        "ratio {ratio:.2} ({used_heavy} ns against {used_light} ns)"
+    );
+}
+
+#[test]
+fn step_02_3_cpuset_pins_the_container() {
+    root_test!();
+    let h = hierarchy();
+    let root = rootfs();
+    let online = cgroups::resources::online_cpus(Path::new("/sys"));
+    let last = *cgroups::resources::parse_cpu_list(&online)
+        .unwrap()
+        .last()
+        .unwrap();
+    let limits = Resources {
+        cpuset_cpus: Some(last.to_string()),
+        ..Resources::default()
+    };
+    let cmd = ["sh", "-c", "grep Cpus_allowed_list /proc/self/status"];
+    let out = start(&h, "cpuset", &limits, config(&root, &h, &cmd)).finish();
+    assert_eq!(out.stdout.trim(), format!("Cpus_allowed_list:\t{last}"));
+}
+
 // --- 02.4 pids ---------------------------------------------------------------------
 
 #[test]
