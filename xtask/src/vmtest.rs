@@ -440,7 +440,8 @@ mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# No tmpfs on /tmp: the root is a tmpfs already, and the workspace (whose
+# paths the tests were compiled with) may itself live under /tmp.
 mount -t tmpfs -o mode=755 tmpfs /run
 # systemd mounts cgroup2 with these options and makes every mount shared.
 mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup
