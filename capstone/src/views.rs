@@ -182,7 +182,12 @@ pub fn inspect(c: &Container, dir: &std::path::Path) -> Value {
             "SecurityOpt": if o.no_new_privileges { vec!["no-new-privileges"] } else { vec![] },
             "UsernsMode": if o.rootless || !o.uid_maps.is_empty() { "private" } else { "" },
             "Memory": r.memory.unwrap_or(0),
-            "MemorySwap": r.memory_swap.unwrap_or(0),
+            // Docker shows the swap it applied: twice the memory by default.
+            "MemorySwap": match (r.memory, r.memory_swap) {
+                (_, Some(s)) => s,
+                (Some(m), None) => 2 * m as i64,
+                (None, None) => 0,
+            },
             "NanoCpus": match (r.cpu_quota, r.cpu_period) {
                 (Some(q), Some(p)) if p > 0 => q * 1_000_000_000 / p,
                 _ => 0,

@@ -121,6 +121,9 @@ pub fn parse_device(text: &str) -> Result<DeviceMapping> {
     let (host, container, access) = match parts.as_slice() {
         [host] => (*host, *host, "rwm"),
         [host, second] if is_access(second) => (*host, *host, *second),
+        [_, second] if !second.starts_with('/') => {
+            return Err(bad("permissions are a combination of r, w and m"));
+        }
         [host, container] => (*host, *container, "rwm"),
         [host, container, access] => (*host, *container, *access),
         _ => return Err(bad("too many colons")),
@@ -273,6 +276,8 @@ mod tests {
             (d.container.as_path(), d.access.as_str()),
             (Path::new("/dev/null"), "r")
         );
+        let err = parse_device("/dev/loop0:rwx").unwrap_err().to_string();
+        assert!(err.contains("permissions are a combination"), "{err}");
         for bad in ["dev/fuse", "/dev/a:/dev/b:rwx", "/a:/b:r:x"] {
             let err = parse_device(bad).unwrap_err().to_string();
             assert!(err.starts_with("invalid --device"), "{err}");

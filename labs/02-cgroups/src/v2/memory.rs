@@ -30,6 +30,12 @@ pub fn apply(dir: &Path, r: &Resources) -> Result<()> {
     };
     if dir.join(SWAP_MAX).exists() || !crate::manager::is_cgroupfs(dir) {
         fs::write(dir, SWAP_MAX, swap)?;
+    } else if r.memory_swap.is_some() {
+        return Err(crate::Error::Unsupported(
+            "--memory-swap needs swap accounting, which this kernel lacks \
+             (memory.swap.max is missing: build it with CONFIG_MEMCG_SWAP)"
+                .into(),
+        ));
     }
     Ok(())
     // END SOLUTION
