@@ -19,52 +19,14 @@ pub fn hierarchy() -> Result<Hierarchy> {
     )?)
 }
 
-/// The limits flags of `run` and `create`, as the user typed them.
-#[derive(Debug, Default, Clone)]
-pub struct LimitFlags {
-    pub memory: Option<String>,
-    pub memory_swap: Option<String>,
-    pub cpus: Option<String>,
-    pub cpu_shares: Option<String>,
-    pub cpuset_cpus: Option<String>,
-    pub pids_limit: Option<String>,
-    pub devices: Vec<String>,
-}
+pub use cgroups::resources::LimitFlags;
 
 // ANCHOR: resources
 /// Parses the limit flags into resources and checks that this machine can
 /// enforce each one, so that a bad or unsupported flag fails before any
 /// container or cgroup exists.
 pub fn resources(flags: &LimitFlags, rootless: bool) -> Result<Resources> {
-    use cgroups::resources as r;
-    let mut res = Resources::default();
-    if let Some(m) = &flags.memory {
-        res.memory = Some(r::parse_memory(m)?);
-    }
-    if let Some(s) = &flags.memory_swap {
-        res.memory_swap = Some(r::parse_memory_swap(s, res.memory)?);
-    }
-    let online = r::online_cpus(Path::new("/sys"));
-    if let Some(c) = &flags.cpus {
-        let count = r::parse_cpu_list(&online).map(|v| v.len()).unwrap_or(1);
-        let (quota, period) = r::parse_cpus(c, count)?;
-        res.cpu_quota = Some(quota);
-        res.cpu_period = Some(period);
-    }
-    if let Some(s) = &flags.cpu_shares {
-        res.cpu_shares = Some(r::parse_cpu_shares(s)?);
-    }
-    if let Some(c) = &flags.cpuset_cpus {
-        res.cpuset_cpus = Some(r::parse_cpuset(c, &online)?);
-    }
-    if let Some(p) = &flags.pids_limit {
-        res.pids = r::parse_pids_limit(p)?;
-    }
-    for d in &flags.devices {
-        let (node, rule) = cgroups::devices::parse_device(d)?.resolve()?;
-        res.devices.push(rule);
-        res.device_nodes.push(node);
-    }
+    let res = cgroups::resources::from_flags(flags, Path::new("/sys"))?;
     if rootless {
         if !res.is_empty() {
             bail!(

@@ -260,6 +260,55 @@ pub fn online_cpus(sys_root: &std::path::Path) -> String {
         .unwrap_or_else(|_| "0".into())
 }
 
+/// Docker's limit flags as the user typed them (`--memory 64m`, ...).
+#[derive(Debug, Default, Clone)]
+pub struct LimitFlags {
+    pub memory: Option<String>,
+    pub memory_swap: Option<String>,
+    pub cpus: Option<String>,
+    pub cpu_shares: Option<String>,
+    pub cpuset_cpus: Option<String>,
+    pub pids_limit: Option<String>,
+    pub devices: Vec<String>,
+}
+
+// ANCHOR: from_flags
+/// Parses every limit flag into [`Resources`], checking numbers against
+/// this machine (its CPUs, from `sys_root`, normally `/sys`) and device
+/// paths against the host.
+pub fn from_flags(flags: &LimitFlags, sys_root: &std::path::Path) -> Result<Resources> {
+    let mut res = Resources::default();
+    if let Some(m) = &flags.memory {
+        res.memory = Some(parse_memory(m)?);
+    }
+    if let Some(s) = &flags.memory_swap {
+        res.memory_swap = Some(parse_memory_swap(s, res.memory)?);
+    }
+    let online = online_cpus(sys_root);
+    if let Some(c) = &flags.cpus {
+        let count = parse_cpu_list(&online).map(|v| v.len()).unwrap_or(1);
+        let (quota, period) = parse_cpus(c, count)?;
+        res.cpu_quota = Some(quota);
+        res.cpu_period = Some(period);
+    }
+    if let Some(s) = &flags.cpu_shares {
+        res.cpu_shares = Some(parse_cpu_shares(s)?);
+    }
+    if let Some(c) = &flags.cpuset_cpus {
+        res.cpuset_cpus = Some(parse_cpuset(c, &online)?);
+    }
+    if let Some(p) = &flags.pids_limit {
+        res.pids = parse_pids_limit(p)?;
+    }
+    for d in &flags.devices {
+        let (node, rule) = crate::devices::parse_device(d)?.resolve()?;
+        res.devices.push(rule);
+        res.device_nodes.push(node);
+    }
+    Ok(res)
+}
+// ANCHOR_END: from_flags
+
 #[cfg(test)]
 mod tests {
     use super::*;

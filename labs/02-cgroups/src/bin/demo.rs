@@ -90,34 +90,25 @@ fn mode() -> Result<i32> {
 
 /// Parses the limit flags in front of ROOTFS CMD...
 fn parse(args: &[String]) -> Result<(Resources, &[String])> {
-    use cgroups::resources as r;
-    let mut res = Resources::default();
+    let mut flags = cgroups::resources::LimitFlags::default();
     let mut i = 0;
-    let cpus = r::parse_cpu_list(&r::online_cpus(Path::new("/sys")))?.len();
-    while i + 1 < args.len() && args[i].starts_with("--") {
-        let value = &args[i + 1];
+    while i < args.len() && args[i].starts_with("--") {
+        let Some(value) = args.get(i + 1).cloned() else {
+            return Err(format!("{} needs a value", args[i]).into());
+        };
         match args[i].as_str() {
-            "--memory" => res.memory = Some(r::parse_memory(value)?),
-            "--memory-swap" => res.memory_swap = Some(r::parse_memory_swap(value, res.memory)?),
-            "--cpus" => {
-                let (q, p) = r::parse_cpus(value, cpus)?;
-                res.cpu_quota = Some(q);
-                res.cpu_period = Some(p);
-            }
-            "--cpu-shares" => res.cpu_shares = Some(r::parse_cpu_shares(value)?),
-            "--cpuset-cpus" => {
-                res.cpuset_cpus = Some(r::parse_cpuset(value, &r::online_cpus(Path::new("/sys")))?)
-            }
-            "--pids-limit" => res.pids = r::parse_pids_limit(value)?,
-            "--device" => {
-                let (node, rule) = cgroups::devices::parse_device(value)?.resolve()?;
-                res.devices.push(rule);
-                res.device_nodes.push(node);
-            }
+            "--memory" => flags.memory = Some(value),
+            "--memory-swap" => flags.memory_swap = Some(value),
+            "--cpus" => flags.cpus = Some(value),
+            "--cpu-shares" => flags.cpu_shares = Some(value),
+            "--cpuset-cpus" => flags.cpuset_cpus = Some(value),
+            "--pids-limit" => flags.pids_limit = Some(value),
+            "--device" => flags.devices.push(value),
             other => return Err(format!("unknown flag {other}").into()),
         }
         i += 2;
     }
+    let res = cgroups::resources::from_flags(&flags, Path::new("/sys"))?;
     Ok((res, &args[i..]))
 }
 
