@@ -246,13 +246,9 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
     let images = ImageStore::open(&store.root)?;
     let image = ensure_image(&images, &req.image)?;
     let id = new_id()?;
-    let name = match &req.name {
-        Some(n) => {
-            validate_name(n)?;
-            n.clone()
-        }
-        None => random_name(&id),
-    };
+    if let Some(n) = &req.name {
+        validate_name(n)?;
+    }
     let mut options = req.options;
     if options.hostname.is_empty() && options.network != NetworkMode::Host {
         options.hostname = id[..12].to_string();
@@ -285,9 +281,28 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
     // Every creation runs under this lock, so a hidden directory left from
     // an earlier one means that `berth` was killed part-way: clear it.
     store.clear_abandoned();
-    if let Some(other) = store.list()?.into_iter().find(|c| c.name == name) {
-        return Err(NameInUse { name, id: other.id }.into());
-    }
+    let existing = store.list()?;
+    let taken = |n: &str| existing.iter().find(|c| c.name == n);
+    let name = match &req.name {
+        Some(n) => match taken(n) {
+            Some(other) => {
+                return Err(NameInUse {
+                    name: n.clone(),
+                    id: other.id.clone(),
+                }
+                .into());
+            }
+            None => n.clone(),
+        },
+        // A generated name that is taken gets a number, as Docker's does.
+        None => {
+            let base = random_name(&id);
+            std::iter::once(base.clone())
+                .chain((2..).map(|n| format!("{base}{n}")))
+                .find(|n| taken(n).is_none())
+                .expect("an unbounded list of names has a free one")
+        }
+    };
     let staging = store.containers_dir().join(format!(".creating-{id}"));
     let result = (|| -> Result<Container> {
         std::fs::create_dir_all(&staging)?;

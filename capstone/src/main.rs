@@ -785,7 +785,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(Failure { code, error }) => {
-            let text = format!("{error:#}");
+            let text = describe(&error);
             if !text.is_empty() {
                 eprintln!("berth: {text}");
             }
@@ -794,9 +794,43 @@ fn main() -> ExitCode {
     }
 }
 
+/// The error and its causes, joined by ": ". The labs' errors already end
+/// with their cause's text (they are also printed alone), so a cause the
+/// message before it ends with is not repeated.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.ends_with(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::from_raw_os_error(2);
+        let lab = cgroups::Error::Io {
+            op: "create cgroup".into(),
+            path: "/sys/fs/cgroup/pids/berth/x".into(),
+            source: io,
+        };
+        let error = anyhow::Error::new(lab).context("cannot start x");
+        assert_eq!(
+            describe(&error),
+            "cannot start x: create cgroup /sys/fs/cgroup/pids/berth/x: \
+             No such file or directory (os error 2)"
+        );
+    }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied()))

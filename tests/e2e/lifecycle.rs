@@ -245,3 +245,41 @@ fn inspect_is_docker_shaped() {
         "exited 0"
     );
 }
+
+/// Many `berth run` at once, from two engines sharing the machine's `berth`
+/// cgroup parent: each container makes and removes its group while others
+/// do the same, and unnamed containers draw from one pool of names. Every
+/// run must print its own line; none may fail on a vanished parent group
+/// or a name another run took a moment earlier.
+#[test]
+fn parallel_runs_do_not_trip_over_each_other() {
+    let engines = [berth!(), berth!()];
+    for b in &engines {
+        b.ok(&["run", "--rm", "busybox", "true"]); // makes the image once
+    }
+    std::thread::scope(|s| {
+        let runs: Vec<_> = (0..24)
+            .map(|i| {
+                let b = &engines[i % 2];
+                s.spawn(move || {
+                    let word = format!("run-{i}");
+                    let (code, out, err) = b.run(&["run", "busybox", "echo", &word]);
+                    (word, code, out, err)
+                })
+            })
+            .collect();
+        for run in runs {
+            let (word, code, out, err) = run.join().unwrap();
+            assert_eq!((code, out.trim()), (0, word.as_str()), "stderr: {err}");
+        }
+    });
+    for b in &engines {
+        let names = b.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+        let unique: std::collections::BTreeSet<_> = names.lines().collect();
+        assert_eq!(
+            unique.len(),
+            12,
+            "every container has its own name:\n{names}"
+        );
+    }
+}

@@ -147,7 +147,43 @@ pub(crate) fn remove_dir(dir: &Path) -> Result<()> {
 /// cgroup in it keeps it (EBUSY or ENOTEMPTY), which is fine.
 pub(crate) fn remove_parent_if_empty(dir: &Path) {
     if is_cgroupfs(dir) {
+        let _lock = ParentLock::take(dir);
         let _ = std::fs::remove_dir(dir);
+    }
+}
+
+/// Serialises the engine's parent group between `berth` processes.
+///
+/// One process removing the empty parent (`rmdir berth`) while another has
+/// just made it and is about to make its own container's group inside would
+/// leave the second with ENOENT, or (v1 cpuset) with a fresh parent whose
+/// CPU list is still empty. Both steps therefore run under an exclusive
+/// `flock` on the directory that holds the parent, usually the hierarchy's
+/// mount point: `flock` works on any directory, cgroupfs included.
+pub(crate) struct ParentLock {
+    _held: Option<std::fs::File>,
+}
+
+impl ParentLock {
+    /// Blocks until the lock is ours; released on drop. Without a directory
+    /// to lock (the parent is a mount point itself) it does nothing.
+    pub(crate) fn take(parent: &Path) -> Self {
+        let file = parent
+            .parent()
+            .and_then(|holder| std::fs::File::open(holder).ok())
+            .filter(|f| {
+                use std::os::fd::AsRawFd;
+                // SAFETY: flock on a descriptor we own; EINTR is retried.
+                loop {
+                    match unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } {
+                        0 => return true,
+                        _ if std::io::Error::last_os_error().raw_os_error()
+                            == Some(libc::EINTR) => {}
+                        _ => return false,
+                    }
+                }
+            });
+        ParentLock { _held: file }
     }
 }
 

@@ -79,6 +79,8 @@ impl Manager {
 
     fn create_inner(&self, resources: &Resources) -> Result<()> {
         for (controller, (parent, dir)) in &self.dirs {
+            // Held until the container's group exists inside the parent.
+            let _lock = manager::ParentLock::take(parent);
             manager::make_dir_all(parent)?;
             if *controller == Controller::Cpuset {
                 // A new v1 cpuset starts with no CPUs and no memory nodes,

@@ -106,8 +106,12 @@ impl Manager {
     // ANCHOR_END: enable
 
     fn create_inner(&self, r: &Resources) -> Result<()> {
-        self.enable_controllers(r)?;
-        manager::make_dir(&self.dir)?;
+        {
+            // Held until the container's group exists inside the parent.
+            let _lock = manager::ParentLock::take(&self.parent);
+            self.enable_controllers(r)?;
+            manager::make_dir(&self.dir)?;
+        }
         memory::apply(&self.dir, r)?;
         cpu::apply(&self.dir, r)?;
         cpuset::apply(&self.dir, r)?;
