@@ -111,6 +111,11 @@ pub struct ContainerConfig {
     /// part of `config.json`: the engine derives them from
     /// `linux.cgroupsPath` each time it starts the container.
     pub cgroup_procs: Vec<PathBuf>,
+    /// A filesystem to mount on `rootfs` first, inside the container's own
+    /// mount namespace: the overlay of an image's layers (lab 03). `None`
+    /// when `rootfs` is a plain directory. Not part of `config.json`
+    /// either: the engine knows the container's layers.
+    pub rootfs_mount: Option<crate::fsmount::RootfsMount>,
 }
 
 // ANCHOR: default_mounts
@@ -190,6 +195,7 @@ impl ContainerConfig {
             mounts: default_mounts(),
             init: false,
             cgroup_procs: Vec::new(),
+            rootfs_mount: None,
         }
     }
 
@@ -495,6 +501,7 @@ impl ContainerConfig {
                 .and_then(|a| a.get(INIT_ANNOTATION))
                 .is_some_and(|v| v == "true"),
             cgroup_procs: Vec::new(),
+            rootfs_mount: None,
         })
     }
 

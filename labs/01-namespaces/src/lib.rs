@@ -28,6 +28,7 @@ pub mod capabilities;
 pub mod channel;
 pub mod config;
 pub mod error;
+pub mod fsmount;
 pub mod host;
 pub mod idmap;
 pub mod init;

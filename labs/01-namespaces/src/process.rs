@@ -406,6 +406,21 @@ fn join_cgroups(procs: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
+/// Mounts the container's root filesystem (an overlay, lab 03) on `rootfs`.
+/// Our mounts are made private first: this mount namespace is a copy of the
+/// host's, and on a shared mount the new one would show up there too.
+fn mount_root(root: &crate::fsmount::RootfsMount, rootfs: &Path) -> Result<()> {
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .ctx(|| "make every mount private".into())?;
+    root.mount_on(rootfs)
+}
+
 /// After entering a user namespace our ids are whatever our host ids map
 /// to; switch to the namespace's root when it exists, so that we create
 /// files and mounts as root inside.
@@ -439,6 +454,9 @@ fn container_main(plan: &Plan, chan: &Channel) -> Result<std::convert::Infallibl
         };
         // Device nodes need exact permissions, not ones filtered by our umask.
         nix::sys::stat::umask(Mode::empty());
+        if let Some(root) = &config.rootfs_mount {
+            mount_root(root, &config.rootfs)?;
+        }
         rootfs::setup(&Linux, config, &opts)?;
         if config.new_namespace(Namespace::Network) {
             // A new network namespace has only a loopback device, and it is
