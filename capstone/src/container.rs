@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use namespaces::{ContainerConfig, IdMap, Namespace, NsMode};
 
 use crate::image::{Image, ImageStore, Reference};
@@ -308,23 +308,33 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
         std::fs::create_dir_all(&staging)?;
         let (uids, gids) = id_maps(&options)?;
         let shift = |uid: u32, gid: u32| (to_host(&uids, uid), to_host(&gids, gid));
-        let layers = image.manifest.layers().len();
-        for i in 0..layers {
-            let layer = images.unpacked_layer(&image, i)?;
-            crate::image::copy_tree(&layer, &staging.join("rootfs"), &shift)
-                .with_context(|| format!("cannot copy the image into {}", staging.display()))?;
-        }
-        let user = if options.user.is_empty() {
-            namespaces::user::resolve_in_rootfs(
-                &namespaces::user::UserSpec::parse("0")?,
-                &staging.join("rootfs"),
-            )?
-        } else {
-            namespaces::user::resolve_in_rootfs(
-                &namespaces::user::UserSpec::parse(&options.user)?,
-                &staging.join("rootfs"),
-            )?
+        // A rootless engine's own ids map to root: only explicit maps remap.
+        let remapped = !options.uid_maps.is_empty();
+        let (driver, why) = crate::storage::choose(store, store.driver.as_deref(), remapped)?;
+        tracing::debug!(driver = driver.as_str(), why, "storage driver");
+        let storage =
+            crate::storage::prepare(&images, &image, &staging, driver, options.rootless, &shift)?;
+        // The user's name resolves in the image's /etc/passwd and /etc/group.
+        let lowers = crate::storage::lowers(&images, &storage)?;
+        let read = |file: &str| {
+            match driver {
+                crate::storage::Driver::Overlay => crate::storage::read_file(&lowers, None, file),
+                crate::storage::Driver::Vfs => {
+                    std::fs::read_to_string(staging.join("rootfs").join(file)).ok()
+                }
+            }
+            .unwrap_or_default()
         };
+        let spec = if options.user.is_empty() {
+            "0"
+        } else {
+            &options.user
+        };
+        let user = namespaces::user::resolve_user(
+            &namespaces::user::UserSpec::parse(spec)?,
+            &read("etc/passwd"),
+            &read("etc/group"),
+        )?;
         for (file, text) in etc_files(&options) {
             std::fs::write(staging.join(file), text)?;
         }
@@ -341,6 +351,7 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
             state: RunState::default(),
             restart_count: 0,
             manually_stopped: false,
+            storage,
         };
         let ipc_target = match &options.ipc {
             IpcMode::Container(other) => {

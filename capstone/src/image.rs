@@ -301,7 +301,7 @@ impl ImageStore {
             ),
         )?;
         // The staging directory is exactly the unpacked layer: keep it.
-        let unpacked = self.layer_dir(&diff_id)?;
+        let unpacked = self.layer_path(&diff_id)?;
         if !unpacked.exists() {
             std::fs::rename(staging.keep(), &unpacked)?;
         }
@@ -313,7 +313,8 @@ impl ImageStore {
     }
     // ANCHOR_END: base_image
 
-    fn layer_dir(&self, diff_id: &str) -> Result<PathBuf> {
+    /// Where the layer with this diff id is (or will be) unpacked.
+    pub fn layer_path(&self, diff_id: &str) -> Result<PathBuf> {
         let hex = diff_id
             .strip_prefix("sha256:")
             .ok_or_else(|| anyhow!("bad diff id {diff_id}"))?;
@@ -324,7 +325,7 @@ impl ImageStore {
     /// first time it is needed.
     pub fn unpacked_layer(&self, image: &Image, index: usize) -> Result<PathBuf> {
         let diff_id = &image.config.rootfs().diff_ids()[index];
-        let dir = self.layer_dir(diff_id)?;
+        let dir = self.layer_path(diff_id)?;
         if dir.exists() {
             return Ok(dir);
         }
@@ -342,7 +343,13 @@ impl ImageStore {
         archive.set_preserve_permissions(true);
         archive.set_preserve_ownerships(true);
         archive.unpack(staging.path())?;
-        std::fs::rename(staging.keep(), &dir)?;
+        // Another berth may have unpacked the same layer meanwhile: theirs
+        // is as good as ours.
+        if let Err(e) = std::fs::rename(staging.path(), &dir)
+            && !dir.is_dir()
+        {
+            return Err(e).with_context(|| format!("cannot store layer {diff_id}"));
+        }
         Ok(dir)
     }
 }

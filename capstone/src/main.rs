@@ -11,6 +11,7 @@ mod ops;
 mod options;
 mod state;
 mod stats;
+mod storage;
 mod template;
 mod tty;
 mod views;
@@ -37,6 +38,15 @@ struct Cli {
     /// Where runtime files (locks) are kept.
     #[arg(long, global = true, env = "BERTH_RUNROOT", value_name = "DIR")]
     runroot: Option<PathBuf>,
+    /// How container filesystems are made: overlay, or vfs (a full copy).
+    /// Chosen by testing overlayfs when not given.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_STORAGE_DRIVER",
+        value_name = "DRIVER"
+    )]
+    storage_driver: Option<String>,
     /// Print debug logs on stderr.
     #[arg(short = 'D', long, global = true)]
     debug: bool,
@@ -437,7 +447,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     let root = cli.root.clone().unwrap_or(default_root);
     let runroot = cli.runroot.clone().unwrap_or(default_runroot);
     check_privileges().map_err(fail(125))?;
-    let store = Store::open(&root, &runroot).map_err(fail(125))?;
+    let mut store = Store::open(&root, &runroot).map_err(fail(125))?;
+    store.driver = cli.storage_driver.clone();
     match cli.command {
         Command::Run(args) => {
             let req = args.request().map_err(fail(125))?;

@@ -136,6 +136,7 @@ fn monitor(store: &Store, id: &str, attach: Attach, ready: &mut Option<File>) ->
     loop {
         let record = store.load(id)?;
         let mut config = ContainerConfig::load(&dir)?;
+        config.rootfs_mount = crate::storage::rootfs_mount(store, &record)?;
         if config.process.terminal && matches!(attach, Attach::Foreground { .. }) {
             config.process.console_size =
                 namespaces::terminal::window_size(0).map(|w| (w.rows, w.cols));

@@ -201,8 +201,30 @@ pub fn remove_files(store: &Store, id: &str) {
     } else {
         dir
     };
-    let _ = std::fs::remove_dir_all(&target);
+    remove_tree(&target);
     store.remove_lock(id);
+}
+
+/// Removes a directory tree, first making our own unreadable directories
+/// readable when needed: overlayfs leaves `work/work` with mode 000, which
+/// a rootless engine (not root on the host) could not otherwise descend.
+pub fn remove_tree(dir: &std::path::Path) {
+    if std::fs::remove_dir_all(dir).is_ok() || !dir.exists() {
+        return;
+    }
+    fn open_up(dir: &std::path::Path) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                open_up(&entry.path());
+            }
+        }
+    }
+    open_up(dir);
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        tracing::warn!("cannot remove {}: {e}", dir.display());
+    }
 }
 
 // ANCHOR: remove

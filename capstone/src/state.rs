@@ -117,6 +117,10 @@ pub struct Container {
     pub restart_count: u32,
     /// Set by `stop` and `kill`: the restart policy must not bring it back.
     pub manually_stopped: bool,
+    /// How its root filesystem is made (lab 03). Containers from before
+    /// lab 03 have none recorded: theirs is a copy.
+    #[serde(default)]
+    pub storage: crate::storage::Storage,
 }
 
 impl Container {
@@ -131,6 +135,8 @@ impl Container {
 pub struct Store {
     pub root: PathBuf,
     pub runroot: PathBuf,
+    /// The storage driver asked for (`--storage-driver`); chosen if `None`.
+    pub driver: Option<String>,
 }
 
 /// A held lock file; the lock is released when this is dropped.
@@ -148,6 +154,7 @@ impl Store {
         Ok(Store {
             root: root.to_path_buf(),
             runroot: runroot.to_path_buf(),
+            driver: None,
         })
     }
 

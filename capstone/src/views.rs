@@ -166,8 +166,8 @@ pub fn inspect(c: &Container, dir: &std::path::Path) -> Value {
         "LogPath": dir.join("container.log"),
         "Name": format!("/{}", c.name),
         "RestartCount": c.restart_count,
-        "Driver": "copy",
-        "GraphDriver": {"Name": "copy", "Data": {"MergedDir": dir.join("rootfs")}},
+        "Driver": c.storage.driver.as_str(),
+        "GraphDriver": graph_driver(c, dir),
         "Platform": "linux",
         "HostConfig": {
             "NetworkMode": match o.network { NetworkMode::None => "none", NetworkMode::Host => "host" },
@@ -218,6 +218,36 @@ pub fn inspect(c: &Container, dir: &std::path::Path) -> Value {
     })
 }
 // ANCHOR_END: inspect
+
+/// Docker's `GraphDriver`: the driver and, for overlay, its directories
+/// (`LowerDir` top-most first, joined by `:` as overlayfs takes them).
+fn graph_driver(c: &Container, dir: &std::path::Path) -> serde_json::Value {
+    let p = crate::storage::paths(dir);
+    match c.storage.driver {
+        crate::storage::Driver::Overlay => {
+            let lowers = crate::image::ImageStore::open(
+                dir.parent().and_then(|d| d.parent()).unwrap_or(dir),
+            )
+            .and_then(|images| crate::storage::lowers(&images, &c.storage))
+            .map(|l| {
+                l.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(":")
+            })
+            .unwrap_or_default();
+            serde_json::json!({"Name": "overlay", "Data": {
+                "LowerDir": lowers,
+                "UpperDir": p.upper,
+                "WorkDir": p.work,
+                "MergedDir": p.rootfs,
+            }})
+        }
+        crate::storage::Driver::Vfs => {
+            serde_json::json!({"Name": "vfs", "Data": {"MergedDir": p.rootfs}})
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

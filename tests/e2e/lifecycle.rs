@@ -237,6 +237,9 @@ fn inspect_is_docker_shaped() {
         "[0].HostsPath" => "[path]",
         "[0].LogPath" => "[path]",
         "[0].GraphDriver.Data.MergedDir" => "[path]",
+        "[0].GraphDriver.Data.UpperDir" => "[path]",
+        "[0].GraphDriver.Data.WorkDir" => "[path]",
+        "[0].GraphDriver.Data.LowerDir" => "[path]",
     });
     assert_eq!(b.inspect("shape", "{{json .State.Status}}"), "\"created\"");
     b.ok(&["start", "-a", "shape"]);

@@ -71,12 +71,28 @@ impl Berth {
         PathBuf::from(self.inspect(name, "{{.GraphDriver.Data.MergedDir}}"))
     }
 
-    /// Creates a container with the probe copied in as /probe.
+    /// The directory that receives the container's writes: the overlay's
+    /// upper layer, or with the copying driver the root itself.
+    pub fn writable_layer(&self, name: &str) -> PathBuf {
+        let upper = self.inspect(name, "{{.GraphDriver.Data.UpperDir}}");
+        if upper.is_empty() || upper == "<no value>" {
+            self.rootfs(name)
+        } else {
+            PathBuf::from(upper)
+        }
+    }
+
+    /// Creates a container with the probe copied in as /probe (into its
+    /// writable layer, as a stopped overlay container has nothing mounted).
     pub fn create_with_probe(&self, args: &[&str]) -> String {
         let mut full = vec!["create"];
         full.extend_from_slice(args);
         let id = self.ok(&full).trim().to_string();
-        std::fs::copy(testkit::probe::probe_path(), self.rootfs(&id).join("probe")).unwrap();
+        std::fs::copy(
+            testkit::probe::probe_path(),
+            self.writable_layer(&id).join("probe"),
+        )
+        .unwrap();
         id
     }
 

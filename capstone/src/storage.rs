@@ -1,0 +1,289 @@
+//! A container's root filesystem (lab 03). With the overlay driver it is
+//! the image's unpacked layers, shared read-only by every container of the
+//! image, under a writable `upper` directory of its own; the container's
+//! first process mounts the overlay in its own mount namespace, so creating
+//! and starting a container copies nothing. The `vfs` driver, for machines
+//! where overlay cannot be mounted, copies the layers into `rootfs` once.
+//!
+//! A container's directory holds `upper/` and `work/` (overlay) and
+//! `rootfs/`, the mount point, or with `vfs` the copy itself.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::image::{Image, ImageStore};
+use crate::state::{Container, Store};
+
+/// How a container's root filesystem is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    /// An overlay of the image's layers with a writable layer on top.
+    Overlay,
+    /// A full copy of the image (what berth did before lab 03).
+    #[default]
+    Vfs,
+}
+
+impl Driver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::Overlay => "overlay",
+            Driver::Vfs => "vfs",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Driver> {
+        match s {
+            "overlay" | "overlay2" | "overlayfs" => Ok(Driver::Overlay),
+            "vfs" | "copy" => Ok(Driver::Vfs),
+            _ => bail!("unknown storage driver {s:?}: use overlay or vfs"),
+        }
+    }
+}
+
+/// What berth records about a container's filesystem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Storage {
+    pub driver: Driver,
+    /// The image's layers by diff id, bottom first as in the image config.
+    #[serde(default)]
+    pub layers: Vec<String>,
+    /// Overlay attributes live in `user.overlay.*` (a rootless overlay,
+    /// mounted inside a user namespace).
+    #[serde(default)]
+    pub userxattr: bool,
+}
+
+/// The directories of a container's filesystem.
+pub struct Paths {
+    pub rootfs: PathBuf,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+}
+
+pub fn paths(dir: &Path) -> Paths {
+    Paths {
+        rootfs: dir.join("rootfs"),
+        upper: dir.join("upper"),
+        work: dir.join("work"),
+    }
+}
+
+// ANCHOR: choose
+/// Picks the driver for a new container: the one asked for
+/// (`--storage-driver` or `BERTH_STORAGE_DRIVER`), else overlay where this
+/// machine can mount one in the container's situation, else vfs, saying why.
+/// A user namespace that remaps ids needs vfs: the shared layers belong to
+/// host root, and only a copy can be given to the container's root.
+pub fn choose(store: &Store, asked: Option<&str>, remapped: bool) -> Result<(Driver, String)> {
+    if let Some(name) = asked {
+        let driver = Driver::parse(name)?;
+        if driver == Driver::Overlay && remapped {
+            bail!(
+                "the overlay driver cannot shift the image's file owners for --uidmap/--gidmap: use --storage-driver vfs"
+            );
+        }
+        return Ok((driver, format!("{} was asked for", driver.as_str())));
+    }
+    if remapped {
+        return Ok((
+            Driver::Vfs,
+            "a user namespace that remaps ids needs its own copy of the image".into(),
+        ));
+    }
+    // Whether overlay works does not change while the machine runs: ask
+    // once per boot (the run root is a tmpfs) and remember the answer.
+    let cache = store.runroot.join("storage-driver");
+    if let Ok(text) = std::fs::read_to_string(&cache)
+        && let Some((name, why)) = text.split_once('\n')
+    {
+        return Ok((Driver::parse(name)?, why.trim().to_string()));
+    }
+    let (driver, why) = probe(&store.root)?;
+    let _ = crate::state::write_atomic(&cache, format!("{}\n{why}\n", driver.as_str()).as_bytes());
+    Ok((driver, why))
+}
+// ANCHOR_END: choose
+
+/// Mounts a tiny overlay where a container would: in a new mount namespace,
+/// and for a rootless engine in a new user namespace too (Linux 5.11 lets
+/// a user namespace's root mount overlayfs). A child process does it, so
+/// the engine's own namespaces stay as they are.
+fn probe(root: &Path) -> Result<(Driver, String)> {
+    let scratch = tempfile::Builder::new()
+        .prefix(".probe-")
+        .tempdir_in(root)
+        .context("cannot make a scratch directory to test overlayfs")?;
+    let d = scratch.path();
+    for sub in ["lower1", "lower2", "upper", "work", "merged"] {
+        std::fs::create_dir(d.join(sub))?;
+    }
+    std::fs::write(d.join("lower1/probe"), "ok")?;
+    let mut overlay = overlay::mount::Overlay::new(
+        vec![d.join("lower1"), d.join("lower2")],
+        d.join("upper"),
+        d.join("work"),
+    );
+    let rootless = !nix::unistd::geteuid().is_root();
+    overlay.userxattr = rootless;
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    // SAFETY: the child only makes system calls and file writes, then exits.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => {
+            let code = (|| -> Result<()> {
+                use nix::sched::CloneFlags;
+                if rootless {
+                    nix::sched::unshare(CloneFlags::CLONE_NEWUSER)?;
+                    std::fs::write("/proc/self/setgroups", "deny")?;
+                    std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))?;
+                    std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))?;
+                }
+                nix::sched::unshare(CloneFlags::CLONE_NEWNS)?;
+                nix::mount::mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )?;
+                let merged = d.join("merged");
+                overlay.mount(&merged, overlay::mount::Api::detect())?;
+                if std::fs::read_to_string(merged.join("probe"))? != "ok" {
+                    bail!("the merged view does not show the lower layer");
+                }
+                Ok(())
+            })();
+            let status = match code {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = std::fs::write(d.join("why"), format!("{e:#}"));
+                    1
+                }
+            };
+            // SAFETY: leave without running the parent's destructors.
+            unsafe { libc::_exit(status) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            let ok = matches!(
+                nix::sys::wait::waitpid(child, None)?,
+                nix::sys::wait::WaitStatus::Exited(_, 0)
+            );
+            if ok {
+                let api = match overlay::mount::Api::detect() {
+                    overlay::mount::Api::LowerdirPlus => "one lowerdir+ per layer",
+                    overlay::mount::Api::Legacy => "one lowerdir= option string",
+                };
+                Ok((Driver::Overlay, format!("overlayfs works here ({api})")))
+            } else {
+                let why = std::fs::read_to_string(d.join("why")).unwrap_or_default();
+                Ok((
+                    Driver::Vfs,
+                    format!("overlayfs cannot be mounted here ({why}); copying images instead"),
+                ))
+            }
+        }
+    }
+}
+
+/// Makes the filesystem of a new container in `dir`: the directories of an
+/// overlay (nothing is copied), or with vfs the copy of every layer. Each
+/// layer is unpacked once per engine, the first time an image is used.
+pub fn prepare(
+    images: &ImageStore,
+    image: &Image,
+    dir: &Path,
+    driver: Driver,
+    rootless: bool,
+    shift: &dyn Fn(u32, u32) -> (u32, u32),
+) -> Result<Storage> {
+    let p = paths(dir);
+    let mut lowers = Vec::new();
+    for i in 0..image.manifest.layers().len() {
+        lowers.push(images.unpacked_layer(image, i)?);
+    }
+    std::fs::create_dir_all(&p.rootfs)?;
+    match driver {
+        Driver::Overlay => {
+            std::fs::create_dir_all(&p.upper)?;
+            std::fs::create_dir_all(&p.work)?;
+            // The top of the merged tree is the upper directory: give it
+            // the owner and mode of the image's root.
+            if let Some(top) = lowers.last() {
+                let meta = std::fs::metadata(top)?;
+                std::fs::set_permissions(&p.upper, meta.permissions())?;
+            }
+        }
+        Driver::Vfs => {
+            for layer in &lowers {
+                crate::image::copy_tree(layer, &p.rootfs, shift).with_context(|| {
+                    format!("cannot copy the image into {}", p.rootfs.display())
+                })?;
+            }
+        }
+    }
+    Ok(Storage {
+        driver,
+        layers: image.config.rootfs().diff_ids().clone(),
+        userxattr: rootless,
+    })
+}
+
+/// The unpacked layers of a container, top-most first (overlay's order).
+pub fn lowers(images: &ImageStore, storage: &Storage) -> Result<Vec<PathBuf>> {
+    storage
+        .layers
+        .iter()
+        .rev()
+        .map(|d| {
+            let dir = images.layer_path(d)?;
+            if !dir.is_dir() {
+                bail!(
+                    "layer {d} of this container's image is missing from {}",
+                    dir.display()
+                );
+            }
+            Ok(dir)
+        })
+        .collect()
+}
+
+// ANCHOR: rootfs_mount
+/// The overlay the container's first process mounts on its `rootfs`
+/// (`None` for vfs, whose `rootfs` is already complete).
+pub fn rootfs_mount(
+    store: &Store,
+    c: &Container,
+) -> Result<Option<namespaces::fsmount::RootfsMount>> {
+    if c.storage.driver != Driver::Overlay {
+        return Ok(None);
+    }
+    let images = ImageStore::open(&store.root)?;
+    let p = paths(&store.container_dir(&c.id));
+    let mut o = overlay::mount::Overlay::new(lowers(&images, &c.storage)?, p.upper, p.work);
+    o.userxattr = c.storage.userxattr;
+    Ok(Some(o.rootfs_mount(overlay::mount::Api::detect())?))
+}
+// ANCHOR_END: rootfs_mount
+
+/// Reads a file of the container's filesystem as the container would see
+/// it, without mounting anything: the first layer from the top that has
+/// the file wins, and a whiteout on the way hides it.
+pub fn read_file(lowers_top_first: &[PathBuf], upper: Option<&Path>, rel: &str) -> Option<String> {
+    let rel = rel.trim_start_matches('/');
+    for layer in upper
+        .into_iter()
+        .chain(lowers_top_first.iter().map(PathBuf::as_path))
+    {
+        let path = layer.join(rel);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_char_device() && m.rdev() == 0 => return None,
+            Ok(_) => return std::fs::read_to_string(&path).ok(),
+            Err(_) => continue,
+        }
+    }
+    None
+}
