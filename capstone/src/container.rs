@@ -89,7 +89,7 @@ pub fn id_maps(opts: &RunOptions) -> Result<(Vec<IdMap>, Vec<IdMap>)> {
 }
 
 /// Translates an id through maps (identity without a user namespace).
-fn to_host(maps: &[IdMap], id: u32) -> u32 {
+pub fn to_host(maps: &[IdMap], id: u32) -> u32 {
     if maps.is_empty() {
         return id;
     }
@@ -315,7 +315,7 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
         let storage =
             crate::storage::prepare(&images, &image, &staging, driver, options.rootless, &shift)?;
         // The user's name resolves in the image's /etc/passwd and /etc/group.
-        let lowers = crate::storage::lowers(&images, &storage)?;
+        let lowers = crate::storage::lowers(&images, &storage, &staging)?;
         let read = |file: &str| {
             match driver {
                 crate::storage::Driver::Overlay => crate::storage::read_file(&lowers, None, file),

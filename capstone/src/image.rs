@@ -114,6 +114,15 @@ pub struct Image {
     pub manifest: ImageManifest,
 }
 
+/// What the history of an image records about a layer added to it.
+pub struct LayerInfo {
+    pub created_by: String,
+    pub author: Option<String>,
+    pub comment: Option<String>,
+    /// Where the unpacked layer keeps overlay's attributes.
+    pub xattr: overlay::whiteout::Xattr,
+}
+
 /// The image store.
 pub struct ImageStore {
     dir: PathBuf,
@@ -210,12 +219,29 @@ impl ImageStore {
     fn tag(&self, reference: &Reference, manifest: Descriptor) -> Result<()> {
         let mut index = self.index()?;
         let name = reference.to_string();
-        let mut manifests: Vec<Descriptor> = index
-            .manifests()
-            .iter()
-            .filter(|d| d.annotations().as_ref().and_then(|a| a.get(REF_NAME)) != Some(&name))
-            .cloned()
-            .collect();
+        let mut manifests: Vec<Descriptor> = Vec::new();
+        for d in index.manifests() {
+            if d.annotations().as_ref().and_then(|a| a.get(REF_NAME)) != Some(&name) {
+                manifests.push(d.clone());
+            } else if d.digest() != manifest.digest()
+                && !index
+                    .manifests()
+                    .iter()
+                    .any(|o| o.digest() == d.digest() && o != d)
+            {
+                // The image that had this name keeps existing, unnamed
+                // (Docker's <none>): containers may still use it.
+                let mut old = d.clone();
+                old.set_annotations(None);
+                manifests.push(old);
+            }
+        }
+        manifests.retain(|d| {
+            d.digest() != manifest.digest()
+                || d.annotations()
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(REF_NAME))
+        });
         let mut desc = manifest;
         desc.set_annotations(Some(HashMap::from([(REF_NAME.to_string(), name)])));
         manifests.push(desc);
@@ -313,6 +339,116 @@ impl ImageStore {
     }
     // ANCHOR_END: base_image
 
+    // ANCHOR: add_layer
+    /// Stores a new image made of `base`'s layers plus `tar` on top, with
+    /// `config` as its runtime configuration (`berth commit`). The layer is
+    /// stored compressed, as registries want it, and unpacked at once in
+    /// overlay's format, ready to be a lower layer.
+    pub fn add_layer(
+        &self,
+        base: &Image,
+        tar: &[u8],
+        config: oci_spec::image::Config,
+        info: LayerInfo,
+        reference: Option<&Reference>,
+    ) -> Result<Image> {
+        let diff_id = sha256_digest(tar);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(tar)?;
+        let compressed = gz.finish()?;
+        let layer_digest = self.put_blob(&compressed)?;
+        let unpacked = self.layer_path(&diff_id)?;
+        if !unpacked.exists() {
+            let staging = tempfile::Builder::new()
+                .prefix(".unpack-")
+                .tempdir_in(&self.layers)?;
+            overlay::layer::apply(
+                tar,
+                staging.path(),
+                overlay::layer::Target::Overlay(info.xattr),
+            )?;
+            if let Err(e) = std::fs::rename(staging.path(), &unpacked)
+                && !unpacked.is_dir()
+            {
+                return Err(e).with_context(|| format!("cannot store layer {diff_id}"));
+            }
+        }
+
+        let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let mut image_config = base.config.clone();
+        image_config.set_config(Some(config));
+        image_config.set_created(Some(created.clone()));
+        image_config.set_author(info.author.clone());
+        let mut diff_ids = image_config.rootfs().diff_ids().clone();
+        diff_ids.push(diff_id);
+        image_config.set_rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(diff_ids)
+                .build()?,
+        );
+        let mut history = image_config.history().clone().unwrap_or_default();
+        let mut entry = HistoryBuilder::default()
+            .created(created)
+            .created_by(info.created_by)
+            .build()?;
+        entry.set_author(info.author);
+        entry.set_comment(info.comment);
+        history.push(entry);
+        image_config.set_history(Some(history));
+        let config_bytes = image_config.to_string()?.into_bytes();
+        let config_digest = self.put_blob(&config_bytes)?;
+
+        let mut layers = base.manifest.layers().clone();
+        layers.push(Descriptor::new(
+            MediaType::ImageLayerGzip,
+            compressed.len() as u64,
+            layer_digest.parse::<oci_spec::image::Digest>()?,
+        ));
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(Descriptor::new(
+                MediaType::ImageConfig,
+                config_bytes.len() as u64,
+                config_digest.parse::<oci_spec::image::Digest>()?,
+            ))
+            .layers(layers)
+            .build()?;
+        let manifest_bytes = manifest.to_string()?.into_bytes();
+        let manifest_digest = self.put_blob(&manifest_bytes)?;
+        let desc = Descriptor::new(
+            MediaType::ImageManifest,
+            manifest_bytes.len() as u64,
+            manifest_digest.parse::<oci_spec::image::Digest>()?,
+        );
+        match reference {
+            Some(r) => self.tag(r, desc)?,
+            None => self.add_untagged(desc)?,
+        }
+        Ok(Image {
+            id: config_digest,
+            config: image_config,
+            manifest,
+        })
+    }
+    // ANCHOR_END: add_layer
+
+    /// Lists a manifest in the index without a name (a "dangling" image,
+    /// found by its id).
+    fn add_untagged(&self, manifest: Descriptor) -> Result<()> {
+        let mut index = self.index()?;
+        let mut manifests = index.manifests().clone();
+        if !manifests.iter().any(|d| d.digest() == manifest.digest()) {
+            manifests.push(manifest);
+        }
+        index.set_manifests(manifests);
+        write_atomic(
+            &self.dir.join("index.json"),
+            index.to_string_pretty()?.as_bytes(),
+        )
+    }
+
     /// Where the layer with this diff id is (or will be) unpacked.
     pub fn layer_path(&self, diff_id: &str) -> Result<PathBuf> {
         let hex = diff_id
@@ -339,10 +475,14 @@ impl ImageStore {
         } else {
             Box::new(&blob[..])
         };
-        let mut archive = tar::Archive::new(reader);
-        archive.set_preserve_permissions(true);
-        archive.set_preserve_ownerships(true);
-        archive.unpack(staging.path())?;
+        // OCI whiteouts (`.wh.NAME`) become overlay's (0/0 devices).
+        let xattr = crate::storage::storage_xattr(!nix::unistd::geteuid().is_root());
+        overlay::layer::apply(
+            reader,
+            staging.path(),
+            overlay::layer::Target::Overlay(xattr),
+        )
+        .with_context(|| format!("cannot unpack layer {diff_id}"))?;
         // Another berth may have unpacked the same layer meanwhile: theirs
         // is as good as ours.
         if let Err(e) = std::fs::rename(staging.path(), &dir)
@@ -412,71 +552,6 @@ fn collect(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     }
     Ok(())
 }
-
-// ANCHOR: copy_tree
-/// Copies an unpacked layer into a container's private root, keeping modes
-/// and symbolic links. `shift` turns each owner id into the host id it maps to
-/// in the container's user namespace, so that root inside owns its files.
-/// (Lab 03 replaces this copy with an overlay mount that costs nothing.)
-pub fn copy_tree(src: &Path, dst: &Path, shift: &dyn Fn(u32, u32) -> (u32, u32)) -> Result<()> {
-    copy_tree_linked(src, dst, shift, &mut HashMap::new())
-}
-
-/// Sets the owner of a new file, skipping the call when it is already right.
-fn own(
-    path: &Path,
-    meta: &std::fs::Metadata,
-    shift: &dyn Fn(u32, u32) -> (u32, u32),
-) -> Result<()> {
-    let (uid, gid) = shift(meta.uid(), meta.gid());
-    let now = std::fs::symlink_metadata(path)?;
-    if (now.uid(), now.gid()) != (uid, gid) {
-        std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
-    }
-    Ok(())
-}
-
-/// `copy_tree`, remembering copied inodes so that hard links in the source
-/// stay hard links (one copy of busybox, not three hundred).
-fn copy_tree_linked(
-    src: &Path,
-    dst: &Path,
-    shift: &dyn Fn(u32, u32) -> (u32, u32),
-    copied: &mut HashMap<(u64, u64), PathBuf>,
-) -> Result<()> {
-    let meta = std::fs::symlink_metadata(src)?;
-    std::fs::create_dir_all(dst)?;
-    std::fs::set_permissions(dst, meta.permissions())?;
-    own(dst, &meta, shift)?;
-    for entry in std::fs::read_dir(src)? {
-        let entry = entry?;
-        let from = entry.path();
-        let to = dst.join(entry.file_name());
-        let meta = entry.metadata()?;
-        let ft = meta.file_type();
-        if ft.is_dir() {
-            copy_tree_linked(&from, &to, shift, copied)?;
-            continue;
-        } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
-        } else if ft.is_file() {
-            let key = (meta.dev(), meta.ino());
-            if let Some(first) = copied.get(&key).filter(|_| meta.nlink() > 1) {
-                std::fs::hard_link(first, &to)?;
-                continue;
-            }
-            std::fs::copy(&from, &to)?;
-            if meta.nlink() > 1 {
-                copied.insert(key, to.clone());
-            }
-        } else {
-            continue; // devices and fifos arrive with real layers in lab 05
-        }
-        own(&to, &meta, shift)?;
-    }
-    Ok(())
-}
-// ANCHOR_END: copy_tree
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,7 @@
 
 mod attach;
 mod cgroup;
+mod commit;
 mod container;
 mod image;
 mod logs;
@@ -181,6 +182,27 @@ enum Command {
         #[arg(long)]
         format: Option<String>,
         containers: Vec<String>,
+    },
+    /// List the files a container added (A), changed (C) or deleted (D).
+    Diff { container: String },
+    /// Make a new image from a container's changes.
+    Commit {
+        /// Author (e.g. "Ada <ada@example.org>").
+        #[arg(short, long)]
+        author: Option<String>,
+        /// Apply a Dockerfile instruction to the image config (CMD,
+        /// ENTRYPOINT, ENV, EXPOSE, LABEL, USER, VOLUME, WORKDIR).
+        #[arg(short, long, value_name = "INSTRUCTION")]
+        change: Vec<String>,
+        /// Commit message.
+        #[arg(short, long)]
+        message: Option<String>,
+        /// Freeze the container while its layer is written.
+        #[arg(short, long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+        pause: bool,
+        container: String,
+        /// The new image's name, REPOSITORY[:TAG].
+        repository: Option<String>,
     },
     /// Show details of containers as JSON.
     Inspect {
@@ -595,6 +617,32 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             };
             let code = ops::exec(&store, &container, req).map_err(|e| code_of(e, 1))?;
             Ok(code as u8)
+        }
+        Command::Diff { container } => {
+            let c = store.find(&container).map_err(fail(1))?;
+            for change in commit::changes(&store, &c).map_err(fail(1))? {
+                println!("{change}");
+            }
+            Ok(0)
+        }
+        Command::Commit {
+            author,
+            change,
+            message,
+            pause,
+            container,
+            repository,
+        } => {
+            let req = commit::CommitRequest {
+                reference: repository,
+                author,
+                message,
+                changes: change,
+                pause,
+            };
+            let id = commit::commit(&store, &container, &req).map_err(fail(1))?;
+            println!("{id}");
+            Ok(0)
         }
         Command::Pause { containers } => {
             each(&containers, |name| ops::pause(&store, name))?;

@@ -56,10 +56,40 @@ pub struct Storage {
     /// mounted inside a user namespace).
     #[serde(default)]
     pub userxattr: bool,
+    /// The container has an `init` layer (see [`INIT_DIRS`]).
+    #[serde(default)]
+    pub init: bool,
+}
+
+/// Docker's "init layer": a thin read-only layer between the image and the
+/// container's writable layer holding the empty mount points the engine
+/// mounts over (`/proc`, `/dev`, `/etc/hosts` …). Made once per container,
+/// it keeps those mount points out of `diff` and out of committed images.
+pub const INIT_DIRS: [&str; 7] = [
+    "proc",
+    "sys",
+    "dev",
+    "dev/pts",
+    "dev/shm",
+    "dev/mqueue",
+    "etc",
+];
+pub const INIT_FILES: [&str; 3] = ["etc/hosts", "etc/hostname", "etc/resolv.conf"];
+
+impl Storage {
+    /// Where overlay's own attributes (opaque directories) are kept.
+    pub fn xattr(&self) -> overlay::whiteout::Xattr {
+        if self.userxattr {
+            overlay::whiteout::Xattr::User
+        } else {
+            overlay::whiteout::Xattr::Trusted
+        }
+    }
 }
 
 /// The directories of a container's filesystem.
 pub struct Paths {
+    pub init: PathBuf,
     pub rootfs: PathBuf,
     pub upper: PathBuf,
     pub work: PathBuf,
@@ -67,6 +97,7 @@ pub struct Paths {
 
 pub fn paths(dir: &Path) -> Paths {
     Paths {
+        init: dir.join("init"),
         rootfs: dir.join("rootfs"),
         upper: dir.join("upper"),
         work: dir.join("work"),
@@ -206,6 +237,8 @@ pub fn prepare(
         lowers.push(images.unpacked_layer(image, i)?);
     }
     std::fs::create_dir_all(&p.rootfs)?;
+    make_init_layer(&p.init, shift)?;
+    lowers.push(p.init.clone());
     match driver {
         Driver::Overlay => {
             std::fs::create_dir_all(&p.upper)?;
@@ -218,23 +251,58 @@ pub fn prepare(
             }
         }
         Driver::Vfs => {
-            for layer in &lowers {
-                crate::image::copy_tree(layer, &p.rootfs, shift).with_context(|| {
-                    format!("cannot copy the image into {}", p.rootfs.display())
-                })?;
-            }
+            lowers.reverse(); // top-most first, as overlay lists them
+            overlay::vfs::populate(&lowers, storage_xattr(rootless), &p.rootfs, shift)
+                .with_context(|| format!("cannot copy the image into {}", p.rootfs.display()))?;
         }
     }
     Ok(Storage {
         driver,
         layers: image.config.rootfs().diff_ids().clone(),
         userxattr: rootless,
+        init: true,
     })
 }
 
-/// The unpacked layers of a container, top-most first (overlay's order).
-pub fn lowers(images: &ImageStore, storage: &Storage) -> Result<Vec<PathBuf>> {
-    storage
+/// Makes the init layer: the engine's mount points, owned by the
+/// container's root.
+fn make_init_layer(init: &Path, shift: &dyn Fn(u32, u32) -> (u32, u32)) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let (uid, gid) = shift(0, 0);
+    let own = |path: &Path| std::os::unix::fs::lchown(path, Some(uid), Some(gid));
+    std::fs::create_dir_all(init)?;
+    std::fs::set_permissions(init, std::fs::Permissions::from_mode(0o755))?;
+    own(init)?;
+    for d in INIT_DIRS {
+        let path = init.join(d);
+        std::fs::create_dir_all(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        own(&path)?;
+    }
+    for f in INIT_FILES {
+        let path = init.join(f);
+        std::fs::write(&path, "")?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        own(&path)?;
+    }
+    Ok(())
+}
+
+/// Unpacked layers keep overlay's attributes where the engine's overlays
+/// look for them: `user.*` for a rootless engine, else `trusted.*`.
+pub fn storage_xattr(rootless: bool) -> overlay::whiteout::Xattr {
+    Storage {
+        userxattr: rootless,
+        ..Default::default()
+    }
+    .xattr()
+}
+
+/// The read-only layers of the container in `dir`, top-most first
+/// (overlay's order): its init layer, then its image's layers.
+pub fn lowers(images: &ImageStore, storage: &Storage, dir: &Path) -> Result<Vec<PathBuf>> {
+    let init = storage.init.then(|| paths(dir).init);
+    let image = storage
         .layers
         .iter()
         .rev()
@@ -248,7 +316,8 @@ pub fn lowers(images: &ImageStore, storage: &Storage) -> Result<Vec<PathBuf>> {
             }
             Ok(dir)
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok(init.into_iter().chain(image).collect())
 }
 
 // ANCHOR: rootfs_mount
@@ -263,7 +332,11 @@ pub fn rootfs_mount(
     }
     let images = ImageStore::open(&store.root)?;
     let p = paths(&store.container_dir(&c.id));
-    let mut o = overlay::mount::Overlay::new(lowers(&images, &c.storage)?, p.upper, p.work);
+    let mut o = overlay::mount::Overlay::new(
+        lowers(&images, &c.storage, &store.container_dir(&c.id))?,
+        p.upper,
+        p.work,
+    );
     o.userxattr = c.storage.userxattr;
     Ok(Some(o.rootfs_mount(overlay::mount::Api::detect())?))
 }

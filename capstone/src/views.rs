@@ -228,7 +228,7 @@ fn graph_driver(c: &Container, dir: &std::path::Path) -> serde_json::Value {
             let lowers = crate::image::ImageStore::open(
                 dir.parent().and_then(|d| d.parent()).unwrap_or(dir),
             )
-            .and_then(|images| crate::storage::lowers(&images, &c.storage))
+            .and_then(|images| crate::storage::lowers(&images, &c.storage, dir))
             .map(|l| {
                 l.iter()
                     .map(|p| p.display().to_string())

@@ -12,3 +12,4 @@ mod limits;
 mod pty;
 mod rootless;
 mod run;
+mod storage;

@@ -114,7 +114,11 @@ impl Overlay {
         let lower: Vec<String> = self.lower.iter().map(|p| short(p)).collect();
         let mut options = format!("lowerdir={}", lower.join(":"));
         if let (Some(upper), Some(work)) = (&self.upper, &self.work) {
-            options.push_str(&format!(",upperdir={},workdir={}", escape(upper), escape(work)));
+            options.push_str(&format!(
+                ",upperdir={},workdir={}",
+                escape(upper),
+                escape(work)
+            ));
         }
         if self.userxattr {
             options.push_str(",userxattr");
