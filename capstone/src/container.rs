@@ -304,6 +304,7 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
         }
     };
     let staging = store.containers_dir().join(format!(".creating-{id}"));
+    let mut made_volumes = Vec::new();
     let result = (|| -> Result<Container> {
         std::fs::create_dir_all(&staging)?;
         let (uids, gids) = id_maps(&options)?;
@@ -338,6 +339,21 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
         for (file, text) in etc_files(&options) {
             std::fs::write(staging.join(file), text)?;
         }
+        // Volumes: named ones are made (and filled from the image) now.
+        let mut options = options.clone();
+        let image_volumes = image
+            .config
+            .config()
+            .as_ref()
+            .and_then(|c| c.volumes().clone())
+            .unwrap_or_default();
+        made_volumes = crate::volumes::prepare(
+            store,
+            &mut options,
+            &image_volumes,
+            &lowers,
+            storage.xattr(),
+        )?;
         let mut container = Container {
             id: id.clone(),
             name: name.clone(),
@@ -360,13 +376,23 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
             }
             _ => None,
         };
-        let config = build_config(
+        let mut config = build_config(
             &container,
             &image,
             &store.container_dir(&id),
             &user,
             ipc_target,
         )?;
+        // Volumes go before the engine's /etc files, so that a volume on
+        // /etc still shows the container's own hostname and resolver.
+        let at = config
+            .mounts
+            .iter()
+            .position(|m| m.destination == Path::new("/etc/hostname"))
+            .unwrap_or(config.mounts.len());
+        config
+            .mounts
+            .splice(at..at, crate::volumes::mount_specs(store, &options));
         config.validate()?;
         container.env = config.process.env.clone();
         let mut spec = config.to_oci(&store.container_dir(&id))?;
@@ -394,6 +420,11 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
         }
         Err(e) => {
             let _ = std::fs::remove_dir_all(&staging);
+            if let Ok(volumes) = crate::volumes::open(store) {
+                for name in &made_volumes {
+                    let _ = volumes.remove(name, &[]);
+                }
+            }
             Err(e)
         }
     }

@@ -449,6 +449,83 @@ impl ImageStore {
         )
     }
 
+    /// Every image in the store with its name, if it has one.
+    pub fn list(&self) -> Result<Vec<(Option<String>, Image)>> {
+        let mut out = Vec::new();
+        for desc in self.index()?.manifests() {
+            let name = desc
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get(REF_NAME))
+                .cloned();
+            let manifest = ImageManifest::from_reader(&self.get_blob(desc.digest().as_ref())?[..])?;
+            let id = manifest.config().digest().to_string();
+            let config = ImageConfiguration::from_reader(&self.get_blob(&id)?[..])?;
+            out.push((
+                name,
+                Image {
+                    id,
+                    config,
+                    manifest,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    // ANCHOR: remove_images
+    /// Removes the images with these ids from the index, then every blob
+    /// and unpacked layer no remaining image refers to. Layers are shared,
+    /// so a layer stays as long as one image still lists it. Returns the
+    /// bytes freed.
+    pub fn remove_images(&self, ids: &std::collections::BTreeSet<String>) -> Result<u64> {
+        let mut index = self.index()?;
+        let mut keep = Vec::new();
+        for desc in index.manifests() {
+            let manifest = ImageManifest::from_reader(&self.get_blob(desc.digest().as_ref())?[..])?;
+            if !ids.contains(&manifest.config().digest().to_string()) {
+                keep.push(desc.clone());
+            }
+        }
+        index.set_manifests(keep);
+        write_atomic(
+            &self.dir.join("index.json"),
+            index.to_string_pretty()?.as_bytes(),
+        )?;
+        // What the remaining images still reach.
+        let mut blobs = std::collections::BTreeSet::new();
+        let mut layers = std::collections::BTreeSet::new();
+        for (_, image) in self.list()? {
+            for desc in image.manifest.layers() {
+                blobs.insert(desc.digest().to_string());
+            }
+            blobs.insert(image.id.clone());
+            for d in image.config.rootfs().diff_ids() {
+                layers.insert(d.trim_start_matches("sha256:").to_string());
+            }
+        }
+        for desc in self.index()?.manifests() {
+            blobs.insert(desc.digest().to_string());
+        }
+        let mut freed = 0;
+        for entry in std::fs::read_dir(self.dir.join("blobs/sha256"))?.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if !name.starts_with('.') && !blobs.contains(&format!("sha256:{name}")) {
+                freed += entry.metadata().map(|m| m.len()).unwrap_or(0);
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        for entry in std::fs::read_dir(&self.layers)?.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if !name.starts_with('.') && !layers.contains(&name) {
+                freed += crate::disk::usage(&entry.path());
+                crate::ops::remove_tree(&entry.path());
+            }
+        }
+        Ok(freed)
+    }
+    // ANCHOR_END: remove_images
+
     /// Where the layer with this diff id is (or will be) unpacked.
     pub fn layer_path(&self, diff_id: &str) -> Result<PathBuf> {
         let hex = diff_id

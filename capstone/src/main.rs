@@ -5,6 +5,7 @@ mod attach;
 mod cgroup;
 mod commit;
 mod container;
+mod disk;
 mod image;
 mod logs;
 mod monitor;
@@ -16,6 +17,7 @@ mod storage;
 mod template;
 mod tty;
 mod views;
+mod volumes;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -99,7 +101,7 @@ enum Command {
         /// Kill and remove a running container.
         #[arg(short, long)]
         force: bool,
-        /// Accepted for Docker compatibility; anonymous volumes arrive with lab 03.
+        /// Remove the container's anonymous volumes too.
         #[arg(short, long)]
         volumes: bool,
         #[arg(required = true)]
@@ -204,6 +206,15 @@ enum Command {
         /// The new image's name, REPOSITORY[:TAG].
         repository: Option<String>,
     },
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    /// Disk usage and clean-up.
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// Manage containers (`container prune`).
+    #[command(subcommand)]
+    Container(ContainerCommand),
     /// Show details of containers as JSON.
     Inspect {
         /// A Go-template-like format, e.g. '{{.State.Status}}'.
@@ -211,6 +222,80 @@ enum Command {
         format: Option<String>,
         #[arg(required = true)]
         containers: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum VolumeCommand {
+    /// Create a volume (a random name if none is given).
+    Create {
+        /// Set metadata on the volume: KEY=VALUE.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        name: Option<String>,
+    },
+    /// List volumes.
+    #[command(alias = "list")]
+    Ls {
+        /// Only names.
+        #[arg(short, long)]
+        quiet: bool,
+        /// A Go-template-like format, e.g. '{{.Name}}', or `json`.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Show details of volumes as JSON.
+    Inspect {
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    /// Remove volumes (refused while a container uses one).
+    #[command(alias = "remove")]
+    Rm {
+        /// Accepted for Docker compatibility; a volume in use is still kept.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    /// Remove unused anonymous volumes (all unused ones with -a).
+    Prune {
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask.
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SystemCommand {
+    /// Show how much disk images, containers and volumes use.
+    Df,
+    /// Remove stopped containers, dangling images and (with --volumes)
+    /// unused anonymous volumes.
+    Prune {
+        /// Remove every image no container uses, not only dangling ones.
+        #[arg(short, long)]
+        all: bool,
+        /// Also remove unused anonymous volumes.
+        #[arg(long)]
+        volumes: bool,
+        /// Do not ask.
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ContainerCommand {
+    /// Remove all stopped containers.
+    Prune {
+        /// Do not ask.
+        #[arg(short, long)]
+        force: bool,
     },
 }
 
@@ -248,6 +333,18 @@ struct RunArgs {
     /// Mount the root filesystem read-only.
     #[arg(long)]
     read_only: bool,
+    /// Mount a volume: /HOST/PATH:/PATH[:ro], NAME:/PATH[:ro] or /PATH.
+    #[arg(short = 'v', long = "volume", value_name = "SPEC")]
+    volume: Vec<String>,
+    /// Mount with key=value pairs: type=bind|volume|tmpfs,source=,target=,readonly.
+    #[arg(long, value_name = "SPEC")]
+    mount: Vec<String>,
+    /// Mount a tmpfs: /PATH[:size=64m,mode=1777,...].
+    #[arg(long, value_name = "SPEC")]
+    tmpfs: Vec<String>,
+    /// Mount the volumes of another container: NAME[:ro|rw].
+    #[arg(long, value_name = "CONTAINER")]
+    volumes_from: Vec<String>,
     /// none (own loopback only) or host (the host's network).
     #[arg(long, visible_alias = "net", default_value = "none")]
     network: String,
@@ -396,6 +493,8 @@ impl RunArgs {
             auto_remove: self.rm,
             init: self.init,
             read_only: self.read_only,
+            mounts: self.mounts()?,
+            volumes_from: self.volumes_from.clone(),
             network: self.network.parse::<NetworkMode>()?,
             ipc: self.ipc.parse::<IpcMode>()?,
             restart: self.restart.parse::<RestartPolicy>()?,
@@ -430,6 +529,29 @@ impl RunArgs {
         })
     }
 
+    /// `-v`, `--mount` and `--tmpfs`, parsed and checked (lab 03). A `-v`
+    /// bind source that does not exist is created, as Docker does; one
+    /// given with `--mount` must exist.
+    fn mounts(&self) -> Result<Vec<overlay::volume::VolumeMount>> {
+        use overlay::volume::{self, VolumeSource};
+        let mut all = Vec::new();
+        for (specs, parse, create_missing) in [
+            (&self.volume, volume::parse_volume as fn(&str) -> _, true),
+            (&self.mount, volume::parse_mount, false),
+            (&self.tmpfs, volume::parse_tmpfs, false),
+        ] {
+            for spec in specs {
+                let m = parse(spec)?;
+                if let VolumeSource::Bind(path) = &m.source {
+                    volume::check_bind_source(path, create_missing)?;
+                }
+                all.push(m);
+            }
+        }
+        volume::check_targets(&all)?;
+        Ok(all)
+    }
+
     fn request(&self) -> Result<CreateRequest> {
         // Check capabilities now, so a typo fails before anything is made.
         namespaces::capabilities::resolve(&self.cap_add, &self.cap_drop, self.privileged)?;
@@ -444,6 +566,169 @@ impl RunArgs {
 
 /// Runs an action for each named container, reporting each failure and
 /// printing each success the way Docker does (the name as given).
+/// Docker's report after a prune.
+fn print_pruned(what: &str, items: &[String], freed: u64) {
+    if !items.is_empty() {
+        println!("{what}:");
+        for item in items {
+            println!("{item}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", disk::human(freed));
+}
+
+fn volume_command(store: &Store, cmd: VolumeCommand) -> Result<u8> {
+    let volumes = volumes::open(store)?;
+    match cmd {
+        VolumeCommand::Create { labels, name } => {
+            let mut map = std::collections::BTreeMap::new();
+            for l in labels {
+                let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+                if k.is_empty() {
+                    bail!("invalid label {l:?}: expected KEY=VALUE");
+                }
+                map.insert(k.to_string(), v.to_string());
+            }
+            let v = volumes.create(name.as_deref(), map)?;
+            println!("{}", v.name);
+        }
+        VolumeCommand::Ls { quiet, format } => {
+            let list = volumes.list()?;
+            if quiet {
+                for v in &list {
+                    println!("{}", v.name);
+                }
+            } else if let Some(f) = format.as_deref() {
+                for v in &list {
+                    let json = v.to_docker_json();
+                    match f {
+                        "json" => println!("{json}"),
+                        _ => println!("{}", template::Template::parse(f)?.render(&json)?),
+                    }
+                }
+            } else {
+                let mut rows = vec![vec!["DRIVER".to_string(), "VOLUME NAME".to_string()]];
+                rows.extend(list.iter().map(|v| vec![v.driver.clone(), v.name.clone()]));
+                print!("{}", views::columns(&rows));
+            }
+        }
+        VolumeCommand::Inspect {
+            format,
+            volumes: names,
+        } => {
+            let mut out = Vec::new();
+            let mut missing = false;
+            for name in &names {
+                match volumes.get(name) {
+                    Ok(v) => out.push(v.to_docker_json()),
+                    Err(e) => {
+                        eprintln!("Error: {e}");
+                        missing = true;
+                    }
+                }
+            }
+            match format {
+                Some(f) => {
+                    let t = template::Template::parse(&f)?;
+                    for v in &out {
+                        println!("{}", t.render(v)?);
+                    }
+                }
+                None => println!("{}", serde_json::to_string_pretty(&out)?),
+            }
+            return Ok(if missing { 1 } else { 0 });
+        }
+        VolumeCommand::Rm {
+            force: _,
+            volumes: names,
+        } => {
+            let mut failed = false;
+            for name in &names {
+                match volumes::remove(store, name) {
+                    Ok(()) => println!("{name}"),
+                    Err(e) => {
+                        eprintln!("Error: {e:#}");
+                        failed = true;
+                    }
+                }
+            }
+            return Ok(if failed { 1 } else { 0 });
+        }
+        VolumeCommand::Prune { all, force } => {
+            let warning = if all {
+                "WARNING! This will remove all local volumes not used by at least one container."
+            } else {
+                "WARNING! This will remove anonymous local volumes not used by at least one container."
+            };
+            if !disk::confirm(warning, force) {
+                return Ok(0);
+            }
+            let (names, freed) = volumes::prune(store, all)?;
+            print_pruned("Deleted Volumes", &names, freed);
+        }
+    }
+    Ok(0)
+}
+
+fn system_command(store: &Store, cmd: SystemCommand) -> Result<u8> {
+    match cmd {
+        SystemCommand::Df => print!("{}", disk::df_table(&disk::df(store)?)),
+        SystemCommand::Prune {
+            all,
+            volumes: with_volumes,
+            force,
+        } => {
+            let mut warning =
+                String::from("WARNING! This will remove:\n  - all stopped containers\n");
+            if with_volumes {
+                warning.push_str("  - anonymous volumes not used by at least one container\n");
+            }
+            warning.push_str(if all {
+                "  - all images without at least one container associated to them"
+            } else {
+                "  - all dangling images"
+            });
+            if !disk::confirm(&warning, force) {
+                return Ok(0);
+            }
+            let (containers, c_freed) = disk::prune_containers(store)?;
+            if !containers.is_empty() {
+                println!("Deleted Containers:");
+                for id in &containers {
+                    println!("{id}");
+                }
+                println!();
+            }
+            let (vols, v_freed) = if with_volumes {
+                volumes::prune(store, false)?
+            } else {
+                (Vec::new(), 0)
+            };
+            if !vols.is_empty() {
+                println!("Deleted Volumes:");
+                for v in &vols {
+                    println!("{v}");
+                }
+                println!();
+            }
+            let (images, i_freed) = disk::prune_images(store, all)?;
+            if !images.is_empty() {
+                println!("Deleted Images:");
+                for id in &images {
+                    println!("deleted: {id}");
+                }
+                println!();
+            }
+            println!(
+                "Total reclaimed space: {}",
+                disk::human(c_freed + v_freed + i_freed)
+            );
+        }
+    }
+    Ok(0)
+}
+
 fn each(containers: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<(), Failure> {
     let mut failed = None;
     for name in containers {
@@ -544,10 +829,17 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Rm {
             force,
-            volumes: _,
+            volumes,
             containers,
         } => {
-            each(&containers, |name| ops::remove(&store, name, force))?;
+            each(&containers, |name| {
+                let mounts = store.find(name)?.options.mounts;
+                ops::remove(&store, name, force)?;
+                if volumes {
+                    crate::volumes::remove_anonymous(&store, &mounts);
+                }
+                Ok(())
+            })?;
             Ok(0)
         }
         Command::Ps {
@@ -642,6 +934,16 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             };
             let id = commit::commit(&store, &container, &req).map_err(fail(1))?;
             println!("{id}");
+            Ok(0)
+        }
+        Command::Volume(cmd) => volume_command(&store, cmd).map_err(fail(1)),
+        Command::System(cmd) => system_command(&store, cmd).map_err(fail(1)),
+        Command::Container(ContainerCommand::Prune { force }) => {
+            if !disk::confirm("WARNING! This will remove all stopped containers.", force) {
+                return Ok(0);
+            }
+            let (ids, freed) = disk::prune_containers(&store).map_err(fail(1))?;
+            print_pruned("Deleted Containers", &ids, freed);
             Ok(0)
         }
         Command::Pause { containers } => {

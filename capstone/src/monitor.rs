@@ -270,6 +270,8 @@ fn monitor(store: &Store, id: &str, attach: Attach, ready: &mut Option<File>) ->
         if !again {
             if o.auto_remove {
                 crate::ops::remove_files(store, id);
+                // `--rm` takes the anonymous volumes with it, as in Docker.
+                crate::volumes::remove_anonymous(store, &o.mounts);
             }
             return Ok(code);
         }

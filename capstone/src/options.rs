@@ -168,6 +168,12 @@ pub struct RunOptions {
     /// Cgroup limits (`--memory`, `--cpus`, ...), lab 02.
     #[serde(default)]
     pub resources: cgroups::Resources,
+    /// Volumes, bind mounts and tmpfs mounts (lab 03). At creation this
+    /// also receives those of `--volumes-from` and the image's `VOLUME`s.
+    #[serde(default)]
+    pub mounts: Vec<overlay::volume::VolumeMount>,
+    #[serde(default)]
+    pub volumes_from: Vec<String>,
 }
 
 /// Parses `-e` values: `NAME=VALUE` is taken as it is; a bare `NAME` takes the

@@ -13,3 +13,4 @@ mod pty;
 mod rootless;
 mod run;
 mod storage;
+mod volumes;
