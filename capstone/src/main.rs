@@ -206,6 +206,8 @@ enum Command {
         /// The new image's name, REPOSITORY[:TAG].
         repository: Option<String>,
     },
+    /// Show how this engine is set up: storage driver, cgroups, counts.
+    Info,
     /// Manage volumes.
     #[command(subcommand)]
     Volume(VolumeCommand),
@@ -566,6 +568,38 @@ impl RunArgs {
 
 /// Runs an action for each named container, reporting each failure and
 /// printing each success the way Docker does (the name as given).
+/// `berth info`: the engine's situation, as `docker info` reports it.
+fn info(store: &Store) -> Result<u8> {
+    use crate::state::Status;
+    let containers = store.list()?;
+    let count = |s: Status| containers.iter().filter(|c| c.state.status == s).count();
+    let images = image::ImageStore::open(&store.root)?.list()?.len();
+    // What a new container without --uidmap would get.
+    let (driver, why) = storage::choose(store, store.driver.as_deref(), false)?;
+    let cgroup = match cgroup::hierarchy() {
+        Ok(h) => format!("{} ({:?})", if h.uses_v2() { 2 } else { 1 }, h.mode),
+        Err(e) => format!("unknown ({e})"),
+    };
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().to_string())
+        .unwrap_or_default();
+    println!("Containers: {}", containers.len());
+    println!(" Running: {}", count(Status::Running));
+    println!(" Paused: {}", count(Status::Paused));
+    println!(
+        " Stopped: {}",
+        containers.len() - count(Status::Running) - count(Status::Paused)
+    );
+    println!("Images: {images}");
+    println!("Storage Driver: {}", driver.as_str());
+    println!(" Why: {why}");
+    println!("Cgroup Version: {cgroup}");
+    println!("Kernel Version: {kernel}");
+    println!("Rootless: {}", rootless());
+    println!("Berth Root Dir: {}", store.root.display());
+    Ok(0)
+}
+
 /// Docker's report after a prune.
 fn print_pruned(what: &str, items: &[String], freed: u64) {
     if !items.is_empty() {
@@ -936,6 +970,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             println!("{id}");
             Ok(0)
         }
+        Command::Info => info(&store).map_err(fail(1)),
         Command::Volume(cmd) => volume_command(&store, cmd).map_err(fail(1)),
         Command::System(cmd) => system_command(&store, cmd).map_err(fail(1)),
         Command::Container(ContainerCommand::Prune { force }) => {

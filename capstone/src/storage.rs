@@ -338,7 +338,13 @@ pub fn rootfs_mount(
         p.work,
     );
     o.userxattr = c.storage.userxattr;
-    Ok(Some(o.rootfs_mount(overlay::mount::Api::detect())?))
+    // BERTH_OVERLAY_API=legacy forces mount(2)'s option string, the only
+    // way before Linux 6.8, so that path can be tried on a newer kernel.
+    let api = match std::env::var("BERTH_OVERLAY_API").as_deref() {
+        Ok("legacy") => overlay::mount::Api::Legacy,
+        _ => overlay::mount::Api::detect(),
+    };
+    Ok(Some(o.rootfs_mount(api)?))
 }
 // ANCHOR_END: rootfs_mount
 

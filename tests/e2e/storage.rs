@@ -75,6 +75,17 @@ fn an_overlay_start_copies_nothing() {
     b.ok(&["start", "-a", "idle"]);
     assert!(dir_size(&dir) < 256 * 1024);
     assert_eq!(b.inspect("idle", "{{.Driver}}"), "overlay");
+    // The choice is reported, with its reason.
+    let info = b.ok(&["info"]);
+    assert!(
+        info.contains("Storage Driver: overlay\n Why: overlayfs works here"),
+        "{info}"
+    );
+    let info = b.ok(&["--storage-driver", "vfs", "info"]);
+    assert!(
+        info.contains("Storage Driver: vfs\n Why: vfs was asked for"),
+        "{info}"
+    );
 }
 
 fn dir_size(dir: &std::path::Path) -> u64 {
@@ -197,4 +208,37 @@ fn commit_pauses_a_running_container() {
     ]);
     assert_eq!(out, "has-count\n");
     b.ok(&["rm", "-f", "busy"]);
+}
+
+#[test]
+fn the_classic_option_string_mounts_the_same_root() {
+    let b = berth!();
+    // mount(2) with `lowerdir=`, as kernels before 6.8 need; the image's
+    // layers are named relative to their directory.
+    let out = b
+        .cmd()
+        .env("BERTH_OVERLAY_API", "legacy")
+        .args([
+            "run",
+            "--name",
+            "old",
+            "busybox",
+            "sh",
+            "-c",
+            "grep ' / ' /proc/mounts; echo x > /new",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("overlay / overlay") && text.contains("lowerdir="),
+        "{text}"
+    );
+    assert!(!text.contains("lowerdir+"), "{text}");
+    assert_eq!(b.ok(&["diff", "old"]), "A /new\n");
 }

@@ -200,13 +200,22 @@ impl Overlay {
     // ANCHOR_END: mount
 }
 
-/// The directory that holds every path, when they all have the same parent.
+/// The directory that holds the most layers (an engine keeps its image
+/// layers side by side; a container's own layers may live elsewhere and
+/// keep their absolute paths). `None` when no two layers share a parent.
 fn common_parent(paths: &[PathBuf]) -> Option<PathBuf> {
-    let first = paths.first()?.parent()?;
-    paths
-        .iter()
-        .all(|p| p.parent() == Some(first))
-        .then(|| first.to_path_buf())
+    let mut counts: Vec<(&Path, usize)> = Vec::new();
+    for parent in paths.iter().filter_map(|p| p.parent()) {
+        match counts.iter_mut().find(|(p, _)| *p == parent) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((parent, 1)),
+        }
+    }
+    counts
+        .into_iter()
+        .filter(|(_, n)| *n > 1)
+        .max_by_key(|(_, n)| *n)
+        .map(|(p, _)| p.to_path_buf())
 }
 
 /// Unmounts `target` (lazily when it is busy, as an engine must not leave a
@@ -299,6 +308,17 @@ mod tests {
         let m = o.rootfs_mount(Api::Legacy).unwrap();
         assert_eq!(m.cwd.as_deref(), Some(Path::new("/layers")));
         assert!(m.legacy);
+        // A container's own init layer elsewhere keeps its absolute path.
+        let mut lower = vec![PathBuf::from("/c/id/init")];
+        lower.extend(layers(2, "/layers"));
+        let o = Overlay::new(lower, "/u".into(), "/w".into());
+        let m = o.rootfs_mount(Api::Legacy).unwrap();
+        assert_eq!(m.cwd.as_deref(), Some(Path::new("/layers")));
+        assert!(
+            m.fs.params[0].0.starts_with("lowerdir=/c/id/init:0000"),
+            "{:?}",
+            m.fs.params
+        );
         let m = o.rootfs_mount(Api::LowerdirPlus).unwrap();
         assert!(!m.legacy && m.cwd.is_none());
     }
