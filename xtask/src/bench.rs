@@ -24,6 +24,20 @@
 //! container made with `berth create`, run with `berth start -a` and removed
 //! with `berth rm`, each step timed on its own.
 //!
+//! A third table compares berth's two storage drivers: `berth run --rm IMAGE
+//! true` (create, start and remove, the whole cost a user sees) with
+//! `--storage-driver overlay` (the container's root is an overlay of the
+//! image's unpacked layers; nothing is copied) and with `--storage-driver vfs`
+//! (the image is copied into the container at `create` and deleted at `rm`),
+//! for a small image (busybox plus a 3 MB file, about 5 MB) and a large one
+//! (busybox plus a 200 MB file). Both images are made in the benchmark's own
+//! berth root before the timing (`berth run` writing the file, then `berth
+//! commit`), and their unpacked size is measured with `du` and printed. Each
+//! driver's row is compared with the overlay row of the same image. A row
+//! whose runs are slow (its timing run after the warm-up, times the number of
+//! rounds, over a minute: the 200 MB copy on a slow disk) runs only every
+//! k-th round, so the table still alternates; the table says so.
+//!
 //! # Method
 //!
 //! Runs alternate round-robin (run 1 of every tool, then run 2 of every tool,
@@ -40,27 +54,30 @@
 //! dominate.
 //!
 //! Alternating cannot spread drift that depends on one tool's own history.
-//! `berth run` copies the image's root filesystem (some 300 files, most of
-//! them symlinks) for every container and deletes it again. On ext4, creating
-//! an inode gets slower while many inodes were deleted recently (the
-//! allocator skips them, reading inode table blocks to find out), so berth's
-//! times move between regimes (40 to 350 ms on the machine this was written
-//! on; about 10 ms with the root on a tmpfs) as its own and other programs'
-//! deletions age. A row whose median moves by more than half between the
-//! first and the last quarter of its runs gets a note saying so, and both
-//! figures are in the JSON.
+//! With the vfs driver `berth run` copies the image's root filesystem (for
+//! busybox some 300 files, most of them symlinks) for every container and
+//! deletes it again. On ext4, creating an inode gets slower while many inodes
+//! were deleted recently (the allocator skips them, reading inode table
+//! blocks to find out), so such times move between regimes (40 to 350 ms on
+//! the machine this was written on; about 10 ms with the root on a tmpfs) as
+//! berth's own and other programs' deletions age. The first table's `berth
+//! run` uses the driver berth picks by itself (overlay wherever overlayfs can
+//! be mounted), which copies nothing. A row whose median moves by more than
+//! half between the first and the last quarter of its runs gets a note saying
+//! so, and both figures are in the JSON.
 //!
 //! The raw samples and the summary go to `target/bench/start.json`, so that
 //! figures quoted elsewhere can be traced to a run.
 //!
-//! `--runs` (default 200) is the number of timed runs per tool; the step
-//! table uses half as many. The default takes about a minute and a half on a
-//! 2-core machine, most of it in berth's copy of the root filesystem.
+//! `--runs` (default 200) is the number of timed runs per tool, in the first
+//! and the storage table; the step table uses half as many.
 //!
 //! Everything the benchmark makes lives under one temporary directory and is
 //! removed at the end: berth's containers, any runc or crun container whose id
-//! starts with `berth-bench-`, and the directory itself, after checking that
-//! no mount and no cgroup of ours is left behind.
+//! starts with `berth-bench-`, and the directory itself (with the images and
+//! their unpacked layers), after checking that no mount of ours, no new
+//! overlay mount, no new cgroup under `berth` and no process started from
+//! the directory is left behind.
 
 use std::fmt::Write as _;
 use std::fs::{self, OpenOptions};
@@ -81,6 +98,19 @@ const UNIFIED: &str = "/sys/fs/cgroup/unified";
 /// The prefix of every runc and crun container id (and berth name) the
 /// benchmark makes; cleanup removes leftovers with this prefix.
 const ID_PREFIX: &str = "berth-bench-";
+/// The cgroup berth puts its containers' cgroups in (`berth/<id>`).
+const BERTH_CGROUP: &str = "berth";
+/// The storage table's images: name, and the bytes of random data the
+/// benchmark adds to busybox (in `/blob`) to make it.
+const STORAGE_IMAGES: [(&str, u64); 2] = [("small:5m", 3_000_000), ("big:200m", 200_000_000)];
+/// The storage table's drivers; the first is the reference for the ratios.
+const DRIVERS: [&str; 2] = ["overlay", "vfs"];
+/// The time one storage row may take, in seconds: a row whose runs would
+/// take longer runs only every k-th round.
+const STORAGE_BUDGET_S: f64 = 60.0;
+/// The fewest runs a thinned-out storage row gets (fewer only if `--runs`
+/// is smaller).
+const STORAGE_MIN_RUNS: usize = 20;
 
 /// Measures container start-up; see the module documentation.
 pub fn run(runs: usize) -> Result<()> {
@@ -97,11 +127,12 @@ pub fn run(runs: usize) -> Result<()> {
     setup::run(&mut setup::cargo(&["build", "--release", "-p", "berth"]))?;
 
     let unified_at_start = mount_points()?.iter().any(|m| m == UNIFIED);
+    let host_before = HostState::now()?;
     let scratch = Scratch::create()?;
     let outcome = measure(&scratch, runs, unified_at_start);
     // Clean up whatever happened, then report: results first, so a cleanup
     // failure does not hide them.
-    let cleaned = scratch.clean(unified_at_start);
+    let cleaned = scratch.clean(unified_at_start, &host_before);
     let report = outcome?;
     println!("{}", report.text);
     let path = setup::target_bin("bench", "start.json"); // target/bench/start.json
@@ -116,6 +147,22 @@ pub fn run(runs: usize) -> Result<()> {
 struct Report {
     text: String,
     json: Value,
+}
+
+/// What the host had before the benchmark that berth could leave behind:
+/// overlay mounts and berth's cgroups (whoever made them).
+struct HostState {
+    overlay_mounts: usize,
+    berth_cgroups: Vec<String>,
+}
+
+impl HostState {
+    fn now() -> Result<Self> {
+        Ok(Self {
+            overlay_mounts: overlay_mounts()?,
+            berth_cgroups: berth_cgroups(Path::new("/sys/fs/cgroup")),
+        })
+    }
 }
 
 /// The temporary directory everything lives in, and the berth binary.
@@ -159,7 +206,7 @@ impl Scratch {
 
     /// Removes everything the benchmark made, then checks nothing is left.
     /// Every step is tried even if an earlier one fails.
-    fn clean(&self, unified_at_start: bool) -> Result<()> {
+    fn clean(&self, unified_at_start: bool, before: &HostState) -> Result<()> {
         let mut problems = Vec::new();
 
         // berth's containers: `rm -f $(ps -aq)`.
@@ -225,9 +272,33 @@ impl Scratch {
                 "{UNIFIED} is no longer mounted on the host: the wrapper's unmount leaked"
             ));
         }
-        let cgroups = leftover_cgroups(Path::new("/sys/fs/cgroup"), 5);
+        let mut cgroups = leftover_cgroups(Path::new("/sys/fs/cgroup"), 5);
+        // berth's containers' cgroups are berth/<id>: any that was not there
+        // before is ours.
+        cgroups.extend(
+            berth_cgroups(Path::new("/sys/fs/cgroup"))
+                .into_iter()
+                .filter(|c| !before.berth_cgroups.contains(c)),
+        );
         if !cgroups.is_empty() {
             problems.push(format!("cgroups left behind:\n  {}", cgroups.join("\n  ")));
+        }
+        // berth mounts a container's overlay in the container's own mount
+        // namespace, so the host should never see one.
+        match overlay_mounts() {
+            Ok(n) if n > before.overlay_mounts => problems.push(format!(
+                "overlay mounts on the host: {n}, {} before the benchmark",
+                before.overlay_mounts
+            )),
+            Ok(_) => {}
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+        let procs = processes_mentioning(&dir);
+        if !procs.is_empty() {
+            problems.push(format!(
+                "processes still running from {dir}:\n  {}",
+                procs.join("\n  ")
+            ));
         }
 
         if !problems.is_empty() {
@@ -246,19 +317,18 @@ struct Subject {
     samples: Vec<f64>,
     /// Where the command's stderr goes during timed runs, to quote on failure.
     log: PathBuf,
+    /// It runs in rounds `every`, `2 * every` ... only (1: every round).
+    every: usize,
 }
 
 impl Subject {
     fn new(label: &str, scratch: &Scratch, build: impl Fn(usize) -> Command + 'static) -> Self {
-        let slug: String = label
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
         Self {
             label: label.to_string(),
             build: Box::new(build),
             samples: Vec::new(),
-            log: scratch.dir.join("logs").join(slug + ".err"),
+            log: scratch.dir.join("logs").join(slug(label) + ".err"),
+            every: 1,
         }
     }
 
@@ -300,6 +370,15 @@ impl Subject {
     }
 }
 
+/// A label made safe for a file or container name: letters and digits kept,
+/// anything else a dash.
+fn slug(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
 /// A tool that did not work here, with the reason.
 struct LeftOut {
     label: String,
@@ -308,8 +387,9 @@ struct LeftOut {
 
 /// Runs every subject `runs` times, round-robin (run `i` of each in turn),
 /// with output discarded and stderr kept in each subject's log. Run numbers
-/// start at 1 (0 is the untimed check). A subject that fails is dropped and
-/// returned with its error.
+/// start at 1 (0 is the untimed check). A subject with `every` k > 1 runs in
+/// every k-th round only. A subject that fails is dropped and returned with
+/// its error.
 fn alternate(subjects: &mut Vec<Subject>, runs: usize) -> Result<Vec<LeftOut>> {
     let mut logs = Vec::new();
     for s in subjects.iter() {
@@ -318,7 +398,7 @@ fn alternate(subjects: &mut Vec<Subject>, runs: usize) -> Result<Vec<LeftOut>> {
     let mut failed: Vec<Option<String>> = vec![None; subjects.len()];
     for i in 1..=runs {
         for (k, s) in subjects.iter_mut().enumerate() {
-            if failed[k].is_some() {
+            if failed[k].is_some() || i % s.every != 0 {
                 continue;
             }
             let mut cmd = (s.build)(i);
@@ -495,7 +575,9 @@ fn measure(scratch: &Scratch, runs: usize, hybrid: bool) -> Result<Report> {
         bail!("{} failed: {}", l.label, l.error);
     }
 
-    Ok(report(
+    let storage = measure_storage(scratch, runs)?;
+
+    let mut report = report(
         runs,
         step_runs,
         &subjects,
@@ -503,7 +585,321 @@ fn measure(scratch: &Scratch, runs: usize, hybrid: bool) -> Result<Report> {
         &left_out,
         &namespaces,
         hybrid,
-    ))
+    );
+    let (text, json) = storage.report(scratch);
+    report.text.push_str(&text);
+    report.json["storage"] = json;
+    Ok(report)
+}
+
+/// The storage table: berth's two drivers on a small and a large image.
+struct StorageTable {
+    /// Rounds of the table (a thinned-out row runs in fewer).
+    rounds: usize,
+    rows: Vec<Subject>,
+    images: Vec<ImageSize>,
+    left_out: Vec<LeftOut>,
+    /// The rows that run in fewer rounds, with the time (ms) of the run
+    /// that decided it.
+    thinned: Vec<(String, f64)>,
+}
+
+/// One of the storage table's images and what its unpacked layers take.
+struct ImageSize {
+    name: &'static str,
+    /// Bytes of random data added to busybox.
+    added: u64,
+    /// Its unpacked layers (bottom first) and their disk usage, from `du`.
+    layers: Vec<PathBuf>,
+    du_bytes: u64,
+}
+
+/// A storage row's label: image, then driver.
+fn storage_label(image: &str, driver: &str) -> String {
+    format!("{image}, {driver}")
+}
+
+/// Makes the storage images, then times `berth run --rm IMAGE true` with each
+/// driver on each, alternating. Nothing made here is timed but the runs.
+fn measure_storage(scratch: &Scratch, runs: usize) -> Result<StorageTable> {
+    let mut images = Vec::new();
+    for (name, added) in STORAGE_IMAGES {
+        eprintln!("==> making image {name}: busybox and {added} random bytes in /blob");
+        images.push(make_image(scratch, name, added)?);
+    }
+
+    let mut rows = Vec::new();
+    for (image, _) in STORAGE_IMAGES {
+        for driver in DRIVERS {
+            let (bin, root, runroot) = berth_paths(scratch);
+            let label = storage_label(image, driver);
+            rows.push(Subject::new(&label, scratch, move |_| {
+                let mut c = Command::new(&bin);
+                c.arg("--root")
+                    .arg(&root)
+                    .arg("--runroot")
+                    .arg(&runroot)
+                    .args(["--storage-driver", driver, "run", "--rm", image, "true"]);
+                c
+            }));
+        }
+    }
+
+    // Check each row (the warm-up), then time one more untimed run to see
+    // whether the row fits its budget.
+    let mut left_out = Vec::new();
+    let mut thinned = Vec::new();
+    rows.retain_mut(|s| {
+        eprintln!(
+            "==> checking: berth --storage-driver ... run --rm: {}",
+            s.label
+        );
+        let once = s.try_once().and_then(|()| {
+            let start = Instant::now();
+            s.try_once().map(|()| start.elapsed().as_secs_f64())
+        });
+        match once {
+            Ok(secs) => {
+                s.every = thin_out(secs, runs);
+                if s.every > 1 {
+                    thinned.push((s.label.clone(), secs * 1e3));
+                }
+                true
+            }
+            Err(error) => {
+                left_out.push(LeftOut {
+                    label: s.label.clone(),
+                    error,
+                });
+                false
+            }
+        }
+    });
+    for l in &left_out {
+        eprintln!("    {} does not work here, left out: {}", l.label, l.error);
+    }
+    eprintln!("==> timing the storage drivers, {runs} rounds");
+    left_out.extend(alternate(&mut rows, runs)?);
+    Ok(StorageTable {
+        rounds: runs,
+        rows,
+        images,
+        left_out,
+        thinned,
+    })
+}
+
+/// In which rounds a storage row runs (see [`Subject::every`]): every round
+/// if `runs` runs of `secs` seconds fit in [`STORAGE_BUDGET_S`], else every
+/// k-th, keeping at least [`STORAGE_MIN_RUNS`] runs.
+fn thin_out(secs: f64, runs: usize) -> usize {
+    let want = (secs * runs as f64 / STORAGE_BUDGET_S).ceil();
+    let most = (runs / STORAGE_MIN_RUNS).max(1);
+    if want.is_finite() && want >= 1.0 {
+        (want as usize).min(most)
+    } else {
+        1
+    }
+}
+
+/// Makes image `name` in the benchmark's berth root: a container of busybox
+/// writes `added` random bytes to `/blob`, `berth commit` makes the image,
+/// and the container is removed. Then measures its unpacked layers.
+fn make_image(scratch: &Scratch, name: &'static str, added: u64) -> Result<ImageSize> {
+    let maker = format!("{ID_PREFIX}make-{}", slug(name));
+    let write = format!("head -c {added} /dev/urandom > /blob");
+    setup::run(
+        scratch
+            .berth(&[
+                "--storage-driver",
+                "overlay",
+                "run",
+                "--name",
+                &maker,
+                "busybox",
+                "sh",
+                "-c",
+                &write,
+            ])
+            .stdin(Stdio::null()),
+    )?;
+    setup::run(
+        scratch
+            .berth(&["commit", &maker, name])
+            .stdout(Stdio::null()),
+    )?;
+    setup::run(scratch.berth(&["rm", &maker]).stdout(Stdio::null()))?;
+
+    // Its layers are the lower directories of an overlay container of it,
+    // less the container's own init layer (which is not under `layers`).
+    let probe = format!("{ID_PREFIX}layers-{}", slug(name));
+    setup::run(
+        scratch
+            .berth(&[
+                "--storage-driver",
+                "overlay",
+                "create",
+                "--name",
+                &probe,
+                name,
+                "true",
+            ])
+            .stdout(Stdio::null()),
+    )?;
+    let out = scratch
+        .berth(&[
+            "inspect",
+            "--format",
+            "{{.GraphDriver.Data.LowerDir}}",
+            &probe,
+        ])
+        .output()?;
+    setup::run(scratch.berth(&["rm", &probe]).stdout(Stdio::null()))?;
+    if !out.status.success() {
+        bail!(
+            "berth inspect failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let store = scratch.dir.join("root/layers");
+    let mut layers: Vec<PathBuf> = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .split(':')
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(&store))
+        .collect();
+    layers.reverse(); // bottom first
+    if layers.is_empty() {
+        bail!(
+            "no layers of {name} under {} (has berth's state layout changed?)",
+            store.display()
+        );
+    }
+    let du_bytes = du(&layers)?;
+    Ok(ImageSize {
+        name,
+        added,
+        layers,
+        du_bytes,
+    })
+}
+
+/// The disk usage of some directories together, from `du` (a file linked
+/// into several is counted once).
+fn du(dirs: &[PathBuf]) -> Result<u64> {
+    let out = Command::new("du")
+        .args(["-s", "-c", "-B1", "--"])
+        .args(dirs)
+        .output()
+        .context("cannot run du")?;
+    if !out.status.success() {
+        bail!("du failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .last()
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("cannot read du's total in {text:?}"))
+}
+
+/// A size in bytes as megabytes and mebibytes, e.g. "5.07 MB (4.83 MiB)".
+fn megabytes(bytes: u64) -> String {
+    format!(
+        "{:.2} MB ({:.2} MiB)",
+        bytes as f64 / 1e6,
+        bytes as f64 / (1024.0 * 1024.0)
+    )
+}
+
+impl StorageTable {
+    /// The overlay row of the same image as `s`, whose median `s` is
+    /// compared with.
+    fn reference(&self, s: &Subject) -> Option<f64> {
+        let image = s.label.split(", ").next()?;
+        let twin = storage_label(image, DRIVERS[0]);
+        self.rows
+            .iter()
+            .find(|r| r.label == twin)
+            .map(|r| r.summary().median)
+    }
+
+    /// The table's text and its part of the JSON.
+    fn report(&self, scratch: &Scratch) -> (String, Value) {
+        let mut text = String::new();
+        let _ = writeln!(
+            text,
+            "\nstorage drivers: berth run --rm IMAGE true (create + start + rm), {} runs each{}, alternating (ms)",
+            self.rounds,
+            if self.thinned.is_empty() {
+                ""
+            } else {
+                " (fewer where noted)"
+            }
+        );
+        table(
+            &mut text,
+            &self.rows,
+            &|s| self.reference(s),
+            &format!("vs {}", DRIVERS[0]),
+        );
+        for i in &self.images {
+            let _ = writeln!(
+                text,
+                "{}: busybox and {} random bytes, {} layers unpacked taking {} (du)",
+                i.name,
+                i.added,
+                i.layers.len(),
+                megabytes(i.du_bytes)
+            );
+        }
+        for (label, ms) in &self.thinned {
+            let Some(s) = self.rows.iter().find(|s| s.label == *label) else {
+                continue; // it failed later and is left out
+            };
+            let _ = writeln!(
+                text,
+                "fewer runs, {label}: {} runs (one round in {}): its run after the warm-up took {ms:.0} ms, \
+                 and {} runs would take more than {STORAGE_BUDGET_S:.0} s",
+                s.samples.len(),
+                s.every,
+                self.rounds
+            );
+        }
+        // Which driver the first table's `berth run` got: berth caches its
+        // choice in the run root.
+        let chosen = fs::read_to_string(scratch.dir.join("runroot/storage-driver"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(": ");
+        if !chosen.is_empty() {
+            let _ = writeln!(
+                text,
+                "the first table's berth run uses the driver berth chose here: {chosen}"
+            );
+        }
+        for l in &self.left_out {
+            let _ = writeln!(text, "left out, {}: {}", l.label, l.error);
+        }
+        drift_notes(&mut text, &self.rows);
+
+        let json = json!({
+            "what": "berth run --rm IMAGE true with --storage-driver overlay and vfs: wall time from spawn to exit",
+            "rounds": self.rounds,
+            "budget_s_per_row": STORAGE_BUDGET_S,
+            "images": self.images.iter().map(|i| json!({
+                "name": i.name,
+                "added_bytes": i.added,
+                "layers": i.layers,
+                "layers_du_bytes": i.du_bytes,
+            })).collect::<Vec<_>>(),
+            "rows": json_rows(&self.rows, "vs_overlay", &|s| self.reference(s)),
+            "left_out": self.left_out.iter().map(|l| json!({ "tool": l.label, "error": l.error })).collect::<Vec<_>>(),
+        });
+        (text, json)
+    }
 }
 
 /// The berth binary, root and runroot, owned, for a `'static` closure.
@@ -521,10 +917,19 @@ fn berth_paths(scratch: &Scratch) -> (PathBuf, PathBuf, PathBuf) {
 fn make_bundle(scratch: &Scratch) -> Result<Vec<String>> {
     eprintln!("==> making the OCI bundle");
     let bundle = scratch.bundle();
-    // The same root filesystem berth runs: the one `berth create` copies out.
+    // The same root filesystem berth runs: the one `berth create` copies out
+    // with the vfs driver (with overlay, `rootfs` is only a mount point).
     let src = format!("{ID_PREFIX}src");
     let out = scratch
-        .berth(&["create", "--name", &src, "busybox", "true"])
+        .berth(&[
+            "--storage-driver",
+            "vfs",
+            "create",
+            "--name",
+            &src,
+            "busybox",
+            "true",
+        ])
         .output()?;
     if !out.status.success() {
         bail!(
@@ -638,7 +1043,7 @@ fn report(
         text,
         "container start to exit of /bin/true, {runs} runs each, alternating (medians in ms)"
     );
-    table(&mut text, subjects, berth.median, "vs berth");
+    table(&mut text, subjects, &|_| Some(berth.median), "vs berth");
     let _ = writeln!(
         text,
         "runc and crun: `runc spec` defaults (namespaces: {}), args [/bin/true], no terminal",
@@ -660,7 +1065,7 @@ fn report(
         text,
         "\nwhere berth run's time goes: the steps on their own, {step_runs} runs each, alternating (ms)"
     );
-    table(&mut text, steps, berth.median, "vs run");
+    table(&mut text, steps, &|_| Some(berth.median), "vs run");
     let sum: f64 = steps.iter().map(|s| s.summary().median).sum();
     let _ = writeln!(
         text,
@@ -669,24 +1074,7 @@ fn report(
     );
     drift_notes(&mut text, steps);
 
-    let rows = |list: &[Subject]| -> Vec<Value> {
-        list.iter()
-            .map(|s| {
-                let m = s.summary();
-                json!({
-                    "tool": s.label,
-                    "command": s.shown(),
-                    "p10_ms": m.p10,
-                    "median_ms": m.median,
-                    "p90_ms": m.p90,
-                    "vs_berth_run": m.median / berth.median,
-                    "first_quarter_median_ms": quarters(&s.samples).map(|q| q.0),
-                    "last_quarter_median_ms": quarters(&s.samples).map(|q| q.1),
-                    "samples_ms": s.samples,
-                })
-            })
-            .collect()
-    };
+    let rows = |list: &[Subject]| json_rows(list, "vs_berth_run", &|_| Some(berth.median));
     let json = json!({
         "what": "container start to exit of /bin/true: wall time from spawn to exit of each command",
         "method": "round-robin over the tools within one process, one untimed warm-up each; p10/median/p90 with linear interpolation",
@@ -708,6 +1096,53 @@ fn report(
         "left_out": left_out.iter().map(|l| json!({ "tool": l.label, "error": l.error })).collect::<Vec<_>>(),
     });
     Report { text, json }
+}
+
+/// A table's rows for the JSON: the summary, the median's ratio to the
+/// row's reference (under `ratio`), and the raw samples.
+fn json_rows(
+    list: &[Subject],
+    ratio: &str,
+    reference: &dyn Fn(&Subject) -> Option<f64>,
+) -> Vec<Value> {
+    list.iter()
+        .map(|s| {
+            let m = s.summary();
+            let (mean, sd) = mean_sd(&s.samples);
+            let mut row = json!({
+                "tool": s.label,
+                "command": s.shown(),
+                "runs": s.samples.len(),
+                "p10_ms": m.p10,
+                "median_ms": m.median,
+                "p90_ms": m.p90,
+                "mean_ms": mean,
+                "sd_ms": sd,
+                "min_ms": s.samples.iter().copied().reduce(f64::min),
+                "max_ms": s.samples.iter().copied().reduce(f64::max),
+                "first_quarter_median_ms": quarters(&s.samples).map(|q| q.0),
+                "last_quarter_median_ms": quarters(&s.samples).map(|q| q.1),
+                "samples_ms": s.samples,
+            });
+            row[ratio] = json!(reference(s).map(|r| m.median / r));
+            if s.every > 1 {
+                row["every_nth_round"] = json!(s.every);
+            }
+            row
+        })
+        .collect()
+}
+
+/// The mean and the sample standard deviation (0 for a single sample).
+fn mean_sd(samples: &[f64]) -> (f64, f64) {
+    let n = samples.len() as f64;
+    let mean = samples.iter().sum::<f64>() / n;
+    let var = if samples.len() > 1 {
+        samples.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
 }
 
 /// The medians of the first and the last quarter of the runs, in run order
@@ -739,8 +1174,14 @@ fn drift_notes(text: &mut String, rows: &[Subject]) {
     }
 }
 
-/// Writes one table: p10, median, p90 and the median's ratio to `reference`.
-fn table(text: &mut String, rows: &[Subject], reference: f64, ratio: &str) {
+/// Writes one table: p10, median, p90 and the median's ratio to the row's
+/// `reference` ("-" without one).
+fn table(
+    text: &mut String,
+    rows: &[Subject],
+    reference: &dyn Fn(&Subject) -> Option<f64>,
+    ratio: &str,
+) {
     let width = rows.iter().map(|s| s.label.len()).max().unwrap_or(0).max(4) + 2;
     let _ = writeln!(
         text,
@@ -749,14 +1190,11 @@ fn table(text: &mut String, rows: &[Subject], reference: f64, ratio: &str) {
     );
     for s in rows {
         let m = s.summary();
+        let r = reference(s).map_or("-".to_string(), |r| ratio_text(m.median / r) + "x");
         let _ = writeln!(
             text,
-            "{:<width$}{:<8.2}{:<8.2}{:<8.2}{}x",
-            s.label,
-            m.p10,
-            m.median,
-            m.p90,
-            ratio_text(m.median / reference)
+            "{:<width$}{:<8.2}{:<8.2}{:<8.2}{r}",
+            s.label, m.p10, m.median, m.p90,
         );
     }
 }
@@ -841,6 +1279,68 @@ fn leftover_cgroups(dir: &Path, depth: usize) -> Vec<String> {
     found
 }
 
+/// How many overlay filesystems this process's mount namespace has
+/// mounted (`/proc/self/mountinfo`, the type after the ` - ` separator).
+fn overlay_mounts() -> Result<usize> {
+    let info =
+        fs::read_to_string("/proc/self/mountinfo").context("cannot read /proc/self/mountinfo")?;
+    Ok(info
+        .lines()
+        .filter_map(|l| l.split_once(" - "))
+        .filter(|(_, rest)| rest.split(' ').next() == Some("overlay"))
+        .count())
+}
+
+/// berth's cgroups: `berth` and what is in it, in every hierarchy mounted
+/// under `cgroup` (`cpu/berth/<id>` on v1, `berth/<id>` on v2,
+/// `unified/berth/<id>` on a hybrid layout's v2).
+fn berth_cgroups(cgroup: &Path) -> Vec<String> {
+    let mut parents = vec![cgroup.join(BERTH_CGROUP)];
+    if let Ok(entries) = fs::read_dir(cgroup) {
+        for e in entries.flatten() {
+            parents.push(e.path().join(BERTH_CGROUP));
+        }
+    }
+    let mut found = Vec::new();
+    for parent in parents.into_iter().filter(|p| p.is_dir()) {
+        found.push(parent.display().to_string());
+        if let Ok(entries) = fs::read_dir(&parent) {
+            found.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path().display().to_string()),
+            );
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Processes whose command line mentions `dir` (berth run with our root,
+/// or anything started from our directory), as "pid: command line".
+fn processes_mentioning(dir: &str) -> Vec<String> {
+    let me = std::process::id().to_string();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for e in entries.flatten() {
+        let pid = e.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+            continue;
+        }
+        let Ok(raw) = fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmdline.contains(dir) {
+            found.push(format!("{pid}: {}", cmdline.trim()));
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -852,6 +1352,26 @@ mod tests {
         assert!((s.p10 - 1.3).abs() < 1e-9);
         assert!((s.p90 - 3.7).abs() < 1e-9);
         assert_eq!(Summary::of(&[7.0]).median, 7.0);
+    }
+
+    #[test]
+    fn mean_and_sd() {
+        let (mean, sd) = mean_sd(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]);
+        assert_eq!(mean, 5.0);
+        assert!((sd - (32.0f64 / 7.0).sqrt()).abs() < 1e-9);
+        assert_eq!(mean_sd(&[3.0]), (3.0, 0.0));
+    }
+
+    #[test]
+    fn slow_rows_are_thinned_out() {
+        // 200 runs of 0.1 s fit in the budget; of 0.9 s (180 s) do not.
+        assert_eq!(thin_out(0.1, 200), 1);
+        assert_eq!(thin_out(0.9, 200), 3);
+        // Never below STORAGE_MIN_RUNS runs...
+        assert_eq!(thin_out(100.0, 200), 200 / STORAGE_MIN_RUNS);
+        // ... unless --runs itself is smaller.
+        assert_eq!(thin_out(100.0, 5), 1);
+        assert_eq!(thin_out(0.0, 200), 1);
     }
 
     #[test]
