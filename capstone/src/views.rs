@@ -168,6 +168,7 @@ pub fn inspect(c: &Container, dir: &std::path::Path) -> Value {
         "RestartCount": c.restart_count,
         "Driver": c.storage.driver.as_str(),
         "GraphDriver": graph_driver(c, dir),
+        "Mounts": mounts(c, dir),
         "Platform": "linux",
         "HostConfig": {
             "NetworkMode": match o.network { NetworkMode::None => "none", NetworkMode::Host => "host" },
@@ -247,6 +248,46 @@ fn graph_driver(c: &Container, dir: &std::path::Path) -> serde_json::Value {
             serde_json::json!({"Name": "vfs", "Data": {"MergedDir": p.rootfs}})
         }
     }
+}
+
+/// Docker's `Mounts`: one entry per bind mount, volume and tmpfs.
+fn mounts(c: &Container, dir: &std::path::Path) -> Value {
+    use overlay::volume::VolumeSource;
+    let volumes = dir
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|root| root.join("volumes"))
+        .unwrap_or_default();
+    let list: Vec<Value> = c
+        .options
+        .mounts
+        .iter()
+        .map(|m| {
+            let (kind, name, source) = match &m.source {
+                VolumeSource::Bind(p) => ("bind", None, p.display().to_string()),
+                VolumeSource::Named { name, .. } => (
+                    "volume",
+                    Some(name.clone()),
+                    volumes.join(name).join("_data").display().to_string(),
+                ),
+                VolumeSource::Tmpfs { .. } => ("tmpfs", None, String::new()),
+            };
+            let mut v = serde_json::json!({
+                "Type": kind,
+                "Source": source,
+                "Destination": m.target,
+                "Mode": if m.readonly { "ro" } else { "" },
+                "RW": !m.readonly,
+                "Propagation": if kind == "bind" { "rprivate" } else { "" },
+            });
+            if let Some(name) = name {
+                v["Name"] = Value::String(name);
+                v["Driver"] = Value::String("local".into());
+            }
+            v
+        })
+        .collect();
+    Value::Array(list)
 }
 
 #[cfg(test)]

@@ -212,6 +212,30 @@ fn read_only_root_with_writable_tmpfs_and_volume() {
         "touch /x 2>&1; touch /tmp/ok && echo tmp-ok; touch /data/ok && echo vol-ok",
     ]);
     assert_eq!(out, "touch: /x: Read-only file system\ntmp-ok\nvol-ok\n");
+    // inspect lists the mounts as Docker does.
+    b.ok(&[
+        "create",
+        "--name",
+        "m",
+        "--tmpfs",
+        "/tmp",
+        "-v",
+        "rw:/data:ro",
+        "busybox",
+        "true",
+    ]);
+    let mounts = b.inspect("m", "{{json .Mounts}}");
+    let mounts: serde_json::Value = serde_json::from_str(&mounts).unwrap();
+    assert_eq!(mounts[0]["Type"], "tmpfs", "{mounts}");
+    assert_eq!(mounts[1]["Type"], "volume", "{mounts}");
+    assert_eq!(mounts[1]["Name"], "rw", "{mounts}");
+    assert_eq!(mounts[1]["RW"], false, "{mounts}");
+    assert!(
+        mounts[1]["Source"]
+            .as_str()
+            .unwrap()
+            .ends_with("/volumes/rw/_data")
+    );
 }
 
 #[test]
