@@ -226,12 +226,12 @@ fn read_only_root_with_writable_tmpfs_and_volume() {
     ]);
     let mounts = b.inspect("m", "{{json .Mounts}}");
     let mounts: serde_json::Value = serde_json::from_str(&mounts).unwrap();
-    assert_eq!(mounts[0]["Type"], "tmpfs", "{mounts}");
-    assert_eq!(mounts[1]["Type"], "volume", "{mounts}");
-    assert_eq!(mounts[1]["Name"], "rw", "{mounts}");
-    assert_eq!(mounts[1]["RW"], false, "{mounts}");
+    assert_eq!(mounts[1]["Type"], "tmpfs", "{mounts}");
+    assert_eq!(mounts[0]["Type"], "volume", "{mounts}");
+    assert_eq!(mounts[0]["Name"], "rw", "{mounts}");
+    assert_eq!(mounts[0]["RW"], false, "{mounts}");
     assert!(
-        mounts[1]["Source"]
+        mounts[0]["Source"]
             .as_str()
             .unwrap()
             .ends_with("/volumes/rw/_data")
