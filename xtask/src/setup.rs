@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 /// installed. A marker ending in `*` matches any file that starts with the
 /// rest (the kernel image's name holds its version). QEMU and a kernel are
 /// for `cargo xtask vmtest`, which runs the kernel tests on cgroup v2.
-pub const PACKAGES: [(&str, &str); 8] = [
+pub const PACKAGES: [(&str, &str); 9] = [
     ("busybox-static", "/bin/busybox"),
     ("iproute2", "/usr/sbin/ip"),
     ("nftables", "/usr/sbin/nft"),
@@ -18,6 +18,9 @@ pub const PACKAGES: [(&str, &str); 8] = [
     ("psmisc", "/usr/bin/killall"),
     ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
     ("linux-image-amd64", "/boot/vmlinuz-*"),
+    // The virtual machine's scratch filesystem is ext4 (tmpfs lacks
+    // user.* attributes before Linux 6.6, which rootless overlays need).
+    ("e2fsprogs", "/usr/sbin/mke2fs"),
 ];
 
 /// The mdBook version the book is written for.

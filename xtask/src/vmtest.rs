@@ -15,16 +15,26 @@
 //!    its first root filesystem. It holds busybox, the host tools the tests
 //!    run ([`HOST_TOOLS`]), each executable with every shared library it
 //!    needs (found with `ldd`), the probe as `/probe`, the insta snapshots,
-//!    and two shell scripts. Everything from the host keeps its host path,
-//!    so compile-time paths (`CARGO_BIN_EXE_*`, snapshot directories) hold
-//!    in the machine too.
+//!    the kernel modules of [`MODULES`] built for the kernel it boots, and
+//!    two shell scripts. Everything from the host keeps its host path, so
+//!    compile-time paths (`CARGO_BIN_EXE_*`, snapshot directories) hold in
+//!    the machine too.
 //! 4. It boots `/boot/vmlinuz-*` in QEMU with `cgroup_no_v1=all`, so cgroup2
-//!    is the only hierarchy. The console is the serial port, which QEMU
-//!    writes to its standard output; this command shows it and keeps it in
-//!    `target/vmtest/console.log`. Each test executable runs between two
-//!    marker lines, the second with its exit code, and then the machine
-//!    powers off. The command passes only if every executable reported exit
-//!    code 0.
+//!    is the only hierarchy. The machine loads the modules (overlayfs, for
+//!    lab 03, is one on Debian's kernels), and puts the tests' temporary
+//!    directories on an ext4 filesystem in a RAM disk ([`SCRATCH`]). The
+//!    console is the serial port, which QEMU writes to its standard output;
+//!    this command shows it and keeps it in `target/vmtest/console.log`.
+//!    Each test executable runs between two marker lines, the second with
+//!    its exit code, and then the machine powers off. The command passes
+//!    only if every executable reported exit code 0 and the machine
+//!    reported no error while setting itself up.
+//!
+//! On a Debian 12 machine the kernel in /boot is 6.1, often older than the
+//! one the host runs, which is the point for lab 03: Linux 6.1 has no
+//! overlayfs `lowerdir+` (6.8), so the overlays are mounted there with
+//! `mount(2)`'s option string (`Api::Legacy`), the path a newer host does
+//! not take by default.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -47,7 +57,35 @@ pub const SUITES: &[(&str, &str, &[&str])] = &[
     ("lab01-namespaces", "steps", &[]),
     ("lab02-cgroups", "kernel", &[]),
     ("lab02-cgroups", "lib", &[]),
+    ("lab03-overlayfs", "kernel", &[]),
+    ("lab03-overlayfs", "lib", &[]),
 ];
+
+/// Kernel modules the machine loads before the tests, with their
+/// parameters: looked up in the booted kernel's `modules.dep` (which gives
+/// what each needs loaded first) and skipped when `modules.builtin` says
+/// the kernel has them built in. Debian builds all of these as modules.
+const MODULES: &[(&str, &str)] = &[
+    // Lab 03 mounts overlays.
+    ("overlay", ""),
+    // The scratch filesystem (SCRATCH): a RAM disk and ext4 on it, whose
+    // metadata checksums need crc32c (a soft dependency, which modules.dep
+    // does not list).
+    ("brd", RAM_DISK_PARAMS),
+    ("crc32c_generic", ""),
+    ("ext4", ""),
+];
+
+/// One RAM disk, /dev/ram0, of 512 MiB. Its pages are allocated as they
+/// are written.
+const RAM_DISK_PARAMS: &str = "rd_nr=1 rd_size=524288";
+
+/// Where the tests' temporary directories go (`TMPDIR`): an ext4 filesystem
+/// on /dev/ram0, as /tmp is on the root filesystem of a Debian 12 host. The
+/// machine's root is a tmpfs, and tmpfs stores `user.*` extended
+/// attributes only since Linux 6.6: overlays mounted with `userxattr`
+/// (lab 03) need them in their upper directory.
+const SCRATCH: &str = "/var/tmp";
 
 /// Host programs the tests run, copied with their libraries. They take the
 /// place of busybox's applets of the same name, which lack options the
@@ -59,7 +97,15 @@ const HOST_TOOLS: &[&str] = &[
     "/usr/sbin/nft",
     "/usr/bin/ps",
     "/usr/bin/killall",
+    // GNU cp: lab 03 copies layers with `--no-preserve=links -T`.
+    "/usr/bin/cp",
+    // Makes the scratch filesystem (busybox's makes ext2 only).
+    MKE2FS,
 ];
+
+/// e2fsprogs' mke2fs, which [`stage2`] runs by its path: busybox's shell
+/// prefers its own applets to programs found in `PATH`.
+const MKE2FS: &str = "/usr/sbin/mke2fs";
 
 /// The statically linked busybox the machine's shell and tools come from.
 const BUSYBOX: &str = "/bin/busybox";
@@ -71,6 +117,10 @@ const KERNEL_ARGS: &str = "console=ttyS0 panic=-1 cgroup_no_v1=all quiet";
 
 /// The marker the machine prints after each test executable.
 const RESULT_MARKER: &str = "VMTEST-RESULT";
+
+/// The marker of a line that says the machine could not set itself up
+/// (a module that does not load, no scratch filesystem): the run fails.
+const ERROR_MARKER: &str = "VMTEST-ERROR";
 
 /// The default for `--timeout`, in seconds: the whole run, boot included.
 pub const DEFAULT_TIMEOUT: u64 = 20 * 60;
@@ -108,12 +158,15 @@ pub fn run(kernel: Option<&Path>, timeout: Duration, kvm: bool) -> Result<()> {
     let out_dir = workspace.join("target/vmtest");
     std::fs::create_dir_all(&out_dir)?;
 
+    let release = kernel_release(&kernel)?;
+    let modules = Modules::find(Path::new("/lib/modules"), &release)?;
+
     let (suites, programs) = build_tests(&workspace)?;
     let probe = crate::test::build_probe()?;
     let built = started.elapsed();
 
     let initramfs = out_dir.join("initramfs.cpio");
-    let archive = contents(&workspace, &suites, &programs, &probe)?;
+    let archive = contents(&workspace, &suites, &programs, &probe, &modules)?;
     archive.write(&initramfs)?;
     eprintln!(
         "initramfs: {} ({} MB, {} entries)",
@@ -129,9 +182,17 @@ pub fn run(kernel: Option<&Path>, timeout: Duration, kvm: bool) -> Result<()> {
 
     let mut failed = Vec::new();
     eprintln!();
+    for line in console.lines().filter(|l| l.contains(ERROR_MARKER)) {
+        eprintln!("vmtest: the machine reported: {}", line.trim());
+        failed.push(line.trim().to_string());
+    }
     for suite in &suites {
         match exit_code(&console, &suite.name) {
-            Some(0) => eprintln!("vmtest: {} passed", suite.name),
+            Some(0) => eprintln!(
+                "vmtest: {} passed ({})",
+                suite.name,
+                summary(&console, &suite.name)
+            ),
             Some(code) => {
                 eprintln!("vmtest: {} FAILED (exit code {code})", suite.name);
                 failed.push(format!("{} exited with {code}", suite.name));
@@ -157,6 +218,207 @@ pub fn run(kernel: Option<&Path>, timeout: Duration, kvm: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The release of the kernel in the image `kernel` (what `uname -r` prints
+/// there, and the name of its directory under /lib/modules): from the name
+/// of an image `vmlinuz-RELEASE`, as distributions install them, or else
+/// from the version string that an x86 image's setup header points to.
+fn kernel_release(kernel: &Path) -> Result<String> {
+    if let Some(release) = kernel
+        .file_name()
+        .and_then(|n| n.to_str()?.strip_prefix("vmlinuz-"))
+        .filter(|r| !r.is_empty())
+    {
+        return Ok(release.to_string());
+    }
+    let image =
+        std::fs::read(kernel).with_context(|| format!("cannot read {}", kernel.display()))?;
+    header_release(&image).with_context(|| {
+        format!(
+            "cannot tell the release of the kernel {}: its name is not vmlinuz-RELEASE \
+             and it has no x86 boot header with a version string; the machine needs its \
+             modules from /lib/modules/RELEASE",
+            kernel.display()
+        )
+    })
+}
+
+/// The release in an x86 bzImage: the setup header (magic `HdrS` at 0x202)
+/// holds at 0x20e the offset, less 0x200, of a string such as
+/// `6.1.0-56-amd64 (debian-kernel@…) #1 SMP …`.
+fn header_release(image: &[u8]) -> Option<String> {
+    if image.get(0x202..0x206)? != b"HdrS" {
+        return None;
+    }
+    let offset = u16::from_le_bytes([*image.get(0x20e)?, *image.get(0x20f)?]) as usize + 0x200;
+    let text = image.get(offset..)?;
+    let end = text.iter().position(|&b| b == 0 || b == b' ')?;
+    let release = std::str::from_utf8(&text[..end]).ok()?;
+    (!release.is_empty()).then(|| release.to_string())
+}
+
+/// The kernel modules of [`MODULES`] for one kernel release, with those
+/// they depend on, in the order to load them.
+#[derive(Debug)]
+struct Modules {
+    /// `/lib/modules/RELEASE`.
+    dir: PathBuf,
+    /// (path relative to `dir`, as modules.dep gives it, parameters).
+    load: Vec<(String, String)>,
+}
+
+impl Modules {
+    fn find(root: &Path, release: &str) -> Result<Modules> {
+        let dir = root.join(release);
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name)).with_context(|| {
+                format!(
+                    "cannot read {}: the machine needs the modules of the kernel it boots \
+                     ({release}); install them with apt-get install linux-image-{release}",
+                    dir.join(name).display()
+                )
+            })
+        };
+        let deps = read("modules.dep")?;
+        // Older kernels may lack the list of built-in modules.
+        let builtin = read("modules.builtin").unwrap_or_default();
+        let load = load_order(&deps, &builtin, MODULES)
+            .with_context(|| format!("the modules of kernel {release} (in {})", dir.display()))?;
+        Ok(Modules { dir, load })
+    }
+
+    /// Adds each module, decompressed, under its host path.
+    fn add_to(&self, archive: &mut Archive) -> Result<()> {
+        for (rel, _) in &self.load {
+            let host = self.dir.join(rel);
+            let at = archive.mirror(&host)?;
+            let data = decompressed(&host)?;
+            archive.add(uncompressed_name(&at), Entry::Data(data, 0o644));
+        }
+        Ok(())
+    }
+
+    /// The shell commands that load the modules, each reporting its failure.
+    fn script(&self) -> String {
+        let mut script = String::new();
+        for (rel, params) in &self.load {
+            let path = self.dir.join(uncompressed_name(Path::new(rel)));
+            let path = quote(&path.display().to_string());
+            let params = if params.is_empty() {
+                String::new()
+            } else {
+                format!(" {params}")
+            };
+            script.push_str(&format!(
+                "insmod {path}{params} || echo \"{ERROR_MARKER} cannot load the module {path}\"\n"
+            ));
+        }
+        script
+    }
+}
+
+/// The name of a module file `NAME.ko[.COMPRESSION]`, as `modprobe` and
+/// `/proc/modules` spell it (with `_` for `-`).
+fn module_name(path: &str) -> Option<String> {
+    let file = path.rsplit('/').next()?;
+    let (name, _) = file.split_once(".ko")?;
+    Some(name.replace('-', "_"))
+}
+
+/// The modules to load for `wanted`, dependencies first, as paths relative
+/// to the modules directory with their parameters. `deps` is modules.dep
+/// (`kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko …`),
+/// `builtin` is modules.builtin (one path a line): a built-in module has
+/// nothing to load.
+fn load_order(deps: &str, builtin: &str, wanted: &[(&str, &str)]) -> Result<Vec<(String, String)>> {
+    let table: BTreeMap<String, (String, Vec<String>)> = deps
+        .lines()
+        .filter_map(|line| {
+            let (path, needs) = line.split_once(':')?;
+            let needs = needs.split_whitespace().map(str::to_string).collect();
+            Some((module_name(path)?, (path.trim().to_string(), needs)))
+        })
+        .collect();
+    let builtin: Vec<String> = builtin.lines().filter_map(module_name).collect();
+
+    fn visit(
+        path: &str,
+        params: &str,
+        table: &BTreeMap<String, (String, Vec<String>)>,
+        order: &mut Vec<(String, String)>,
+    ) {
+        if order.iter().any(|(p, _)| p == path) {
+            return;
+        }
+        let name = module_name(path).unwrap_or_default();
+        if let Some((_, needs)) = table.get(&name) {
+            for need in needs {
+                visit(need, "", table, order);
+            }
+        }
+        order.push((path.to_string(), params.to_string()));
+    }
+
+    let mut order = Vec::new();
+    for (name, params) in wanted {
+        let name = name.replace('-', "_");
+        match table.get(&name) {
+            Some((path, _)) => visit(path, params, &table, &mut order),
+            None if builtin.contains(&name) => {}
+            None => bail!(
+                "the module {name} is neither in modules.dep nor built in; \
+                 the tests in the machine need it"
+            ),
+        }
+    }
+    Ok(order)
+}
+
+/// `path` without a compression suffix after `.ko`.
+fn uncompressed_name(path: &Path) -> PathBuf {
+    let text = path.to_string_lossy();
+    match text.rfind(".ko") {
+        Some(at) => PathBuf::from(&text[..at + 3]),
+        None => path.to_path_buf(),
+    }
+}
+
+/// The contents of the module file `path`, decompressed when its name ends
+/// in `.xz`, `.zst` or `.gz` (busybox's insmod cannot load those, and a 6.1
+/// kernel decompresses only what it was built to).
+fn decompressed(path: &Path) -> Result<Vec<u8>> {
+    let name = path.to_string_lossy();
+    let (tool, package) = if name.ends_with(".ko") {
+        return std::fs::read(path).with_context(|| format!("cannot read {}", path.display()));
+    } else if name.ends_with(".ko.xz") {
+        ("xz", "xz-utils")
+    } else if name.ends_with(".ko.zst") {
+        ("zstd", "zstd")
+    } else if name.ends_with(".ko.gz") {
+        ("gzip", "gzip")
+    } else {
+        bail!(
+            "{}: a kernel module compressed in a way this command does not know \
+             (it handles .ko, .ko.xz, .ko.zst and .ko.gz)",
+            path.display()
+        );
+    };
+    let output = Command::new(tool)
+        .arg("-dc")
+        .arg(path)
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| {
+            format!(
+                "cannot run {tool} to decompress {} (install it with apt-get install {package})",
+                path.display()
+            )
+        })?;
+    if !output.status.success() || output.stdout.is_empty() {
+        bail!("{tool} -dc {} failed ({})", path.display(), output.status);
+    }
+    Ok(output.stdout)
 }
 
 /// The kernel image with the highest version under `boot`.
@@ -320,6 +582,7 @@ fn contents(
     suites: &[Suite],
     programs: &[PathBuf],
     probe: &Path,
+    modules: &Modules,
 ) -> Result<Archive> {
     let mut archive = Archive::default();
     for (dir, mode) in [
@@ -329,6 +592,7 @@ fn contents(
         ("run", 0o755),
         ("newroot", 0o755),
         ("tmp", 0o1777),
+        ("var/tmp", 0o1777),
         ("root", 0o700),
     ] {
         archive.dir(dir, mode);
@@ -371,6 +635,12 @@ fn contents(
     for program in programs {
         archive.host_program(program)?;
     }
+    // mke2fs's defaults for ext4, which it has built in too.
+    let mke2fs_conf = Path::new("/etc/mke2fs.conf");
+    if mke2fs_conf.exists() {
+        archive.host_file(mke2fs_conf)?;
+    }
+    modules.add_to(&mut archive)?;
     archive.file("probe", probe, 0o755);
     for suite in suites {
         archive.host_program(&suite.executable)?;
@@ -380,7 +650,7 @@ fn contents(
         }
     }
     archive.data("init", STAGE1, 0o755);
-    archive.data("vmtest", &stage2(workspace, suites), 0o755);
+    archive.data("vmtest", &stage2(workspace, suites, modules), 0o755);
     Ok(archive)
 }
 
@@ -428,10 +698,11 @@ poweroff -f
 
 /// The second stage: mounts the filesystems a systemd machine has (cgroup2
 /// alone at /sys/fs/cgroup, with the controllers enabled for the cgroups
-/// below the root), runs each test executable from its crate's directory
-/// with the environment `cargo test` would give it, prints the markers, and
-/// powers off.
-fn stage2(workspace: &Path, suites: &[Suite]) -> String {
+/// below the root), loads the kernel modules, makes the scratch filesystem,
+/// runs each test executable from its crate's directory with the
+/// environment `cargo test` would give it, prints the markers, and powers
+/// off.
+fn stage2(workspace: &Path, suites: &[Suite], modules: &Modules) -> String {
     let mut script = String::from(
         r#"#!/bin/sh
 mount -t proc proc /proc
@@ -457,6 +728,16 @@ cgroups=$(awk '$3 ~ /^cgroup/ { printf "%s %s; ", $2, $3 }' /proc/mounts)
 echo "VMTEST-INFO kernel=$(uname -r) cgroup mounts: $cgroups root subtree_control: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
 "#,
     );
+    script.push_str(&modules.script());
+    script.push_str(&format!(
+        r#"if {MKE2FS} -q -F -t ext4 /dev/ram0 && mount -t ext4 /dev/ram0 {scratch} && chmod 1777 {scratch}; then
+    echo "VMTEST-INFO modules: $(cut -d' ' -f1 /proc/modules | sort | tr '\n' ' ') scratch: $(grep ' {scratch} ' /proc/mounts)"
+else
+    echo "{ERROR_MARKER} cannot make the scratch filesystem on {scratch}"
+fi
+"#,
+        scratch = SCRATCH
+    ));
     let env = [
         "CI=true",
         "BERTH_PROBE=/probe",
@@ -466,9 +747,12 @@ echo "VMTEST-INFO kernel=$(uname -r) cgroup mounts: $cgroups root subtree_contro
         "PATH=/bin:/sbin:/usr/bin:/usr/sbin",
         "INSTA_UPDATE=no",
     ];
+    // Every suite's temporary directories go on the scratch filesystem.
+    let tmpdir = format!("TMPDIR={SCRATCH}");
     for suite in suites {
         let mut command = vec!["env".to_string(), "-i".to_string()];
         command.extend(env.iter().map(|v| v.to_string()));
+        command.push(tmpdir.clone());
         command.push(format!("CARGO_MANIFEST_DIR={}", suite.crate_dir.display()));
         // insta finds snapshots under the workspace root, which it would
         // otherwise ask `cargo metadata` for.
@@ -571,6 +855,32 @@ fn boot(
         ),
         Some(_) => Ok(console),
     }
+}
+
+/// What the test harness said of the suite `name`: its `test result:`
+/// lines, less the prefix (`ok. 12 passed; 0 failed; …`), and how many
+/// tests printed that they did not run.
+fn summary(console: &str, name: &str) -> String {
+    let begin = format!("VMTEST-BEGIN name={name}");
+    let end = format!("{RESULT_MARKER} name={name} ");
+    let lines = console
+        .lines()
+        .skip_while(|l| !l.contains(&begin))
+        .take_while(|l| !l.contains(&end));
+    let mut results = Vec::new();
+    let mut not_run = 0;
+    for line in lines {
+        if let Some(at) = line.find("test result: ") {
+            results.push(line[at + "test result: ".len()..].trim().to_string());
+        }
+        if line.contains(": not run: ") {
+            not_run += 1;
+        }
+    }
+    if not_run > 0 {
+        results.push(format!("{not_run} said they did not run"));
+    }
+    results.join("; ")
 }
 
 /// The exit code the machine reported for the suite `name`.
@@ -877,6 +1187,135 @@ mod tests {
     #[test]
     fn quoting_survives_quotes() {
         assert_eq!(quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn the_release_comes_from_the_name_or_the_boot_header() {
+        let release = kernel_release(Path::new("/boot/vmlinuz-6.1.0-56-amd64")).unwrap();
+        assert_eq!(release, "6.1.0-56-amd64");
+        let mut image = vec![0u8; 0x400];
+        image[0x202..0x206].copy_from_slice(b"HdrS");
+        image[0x20e..0x210].copy_from_slice(&0x100u16.to_le_bytes());
+        let version = b"6.18.3-custom (me@host) #1 SMP\0";
+        image[0x300..0x300 + version.len()].copy_from_slice(version);
+        assert_eq!(header_release(&image).as_deref(), Some("6.18.3-custom"));
+        image[0x202] = b'X';
+        assert_eq!(header_release(&image), None, "no boot header");
+        assert_eq!(header_release(&image[..0x100]), None, "too short");
+    }
+
+    #[test]
+    fn modules_load_after_what_they_need() {
+        let deps = "kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko\n\
+                    kernel/lib/crc16.ko:\n\
+                    kernel/fs/mbcache.ko:\n\
+                    kernel/fs/jbd2/jbd2.ko:\n\
+                    kernel/fs/overlayfs/overlay.ko.zst:\n\
+                    kernel/arch/x86/crypto/crc32c-intel.ko:\n";
+        let builtin = "kernel/crypto/crc32c_generic.ko\n";
+        let order = load_order(
+            deps,
+            builtin,
+            &[
+                ("overlay", ""),
+                ("jbd2", ""),
+                ("crc32c_generic", ""),
+                ("ext4", "x=1"),
+                ("crc32c-intel", ""),
+            ],
+        )
+        .unwrap();
+        let order: Vec<(&str, &str)> = order
+            .iter()
+            .map(|(p, a)| (p.as_str(), a.as_str()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("kernel/fs/overlayfs/overlay.ko.zst", ""),
+                ("kernel/fs/jbd2/jbd2.ko", ""),
+                ("kernel/lib/crc16.ko", ""),
+                ("kernel/fs/mbcache.ko", ""),
+                ("kernel/fs/ext4/ext4.ko", "x=1"),
+                ("kernel/arch/x86/crypto/crc32c-intel.ko", ""),
+            ]
+        );
+        let err = load_order(deps, builtin, &[("brd", "")]).unwrap_err();
+        assert!(err.to_string().contains("brd"), "{err}");
+    }
+
+    #[test]
+    fn compressed_modules_are_loaded_uncompressed() {
+        assert_eq!(
+            uncompressed_name(Path::new(
+                "usr/lib/modules/6.1/kernel/fs/overlayfs/overlay.ko.xz"
+            )),
+            Path::new("usr/lib/modules/6.1/kernel/fs/overlayfs/overlay.ko")
+        );
+        assert_eq!(
+            uncompressed_name(Path::new("kernel/lib/crc16.ko")),
+            Path::new("kernel/lib/crc16.ko")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("m.ko");
+        std::fs::write(&plain, b"\x7fELF module").unwrap();
+        assert_eq!(decompressed(&plain).unwrap(), b"\x7fELF module");
+        // gzip is on every Debian system; xz and zstd take the same path.
+        let status = Command::new("gzip").arg("-k").arg(&plain).status().unwrap();
+        assert!(status.success());
+        assert_eq!(
+            decompressed(&dir.path().join("m.ko.gz")).unwrap(),
+            b"\x7fELF module"
+        );
+        let odd = dir.path().join("m.ko.lz4");
+        std::fs::write(&odd, b"").unwrap();
+        let err = decompressed(&odd).unwrap_err().to_string();
+        assert!(err.contains("does not know"), "{err}");
+    }
+
+    #[test]
+    fn the_machine_loads_its_modules_and_reports_failures() {
+        let modules = Modules {
+            dir: PathBuf::from("/lib/modules/6.1.0-56-amd64"),
+            load: vec![
+                ("kernel/fs/overlayfs/overlay.ko.xz".into(), String::new()),
+                ("kernel/drivers/block/brd.ko".into(), "rd_nr=1".into()),
+            ],
+        };
+        let script = modules.script();
+        let lines: Vec<&str> = script.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(
+            lines[0].starts_with(
+                "insmod '/lib/modules/6.1.0-56-amd64/kernel/fs/overlayfs/overlay.ko' || echo \"VMTEST-ERROR "
+            ),
+            "{script}"
+        );
+        assert!(
+            lines[1].starts_with(
+                "insmod '/lib/modules/6.1.0-56-amd64/kernel/drivers/block/brd.ko' rd_nr=1 || "
+            ),
+            "{script}"
+        );
+    }
+
+    #[test]
+    fn a_summary_gives_the_harness_results() {
+        let console = "VMTEST-BEGIN name=a/kernel\r\n\
+                       a_test: not run: this test needs root\r\n\
+                       test result: ok. 3 passed; 0 failed; 0 ignored\r\n\
+                       VMTEST-RESULT name=a/kernel code=0\r\n\
+                       VMTEST-BEGIN name=a/lib\r\n\
+                       test result: ok. 5 passed; 0 failed; 0 ignored\r\n\
+                       VMTEST-RESULT name=a/lib code=0\r\n";
+        assert_eq!(
+            summary(console, "a/kernel"),
+            "ok. 3 passed; 0 failed; 0 ignored; 1 said they did not run"
+        );
+        assert_eq!(
+            summary(console, "a/lib"),
+            "ok. 5 passed; 0 failed; 0 ignored"
+        );
     }
 
     #[test]

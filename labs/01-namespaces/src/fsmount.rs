@@ -49,12 +49,17 @@ fn check(what: impl Fn() -> String, ret: libc::c_long) -> Result<libc::c_long> {
 /// Whether `fstype` accepts the parameter `key` on this kernel: tries to set
 /// it on a fresh context and reads the kernel's answer (EINVAL means no).
 /// This is how an engine learns if overlayfs takes `lowerdir+`.
+///
+/// A filesystem not yet converted to the new API (overlayfs before Linux
+/// 6.5) gets a generic "legacy" context that takes any key and only parses
+/// them at `FSCONFIG_CMD_CREATE`; so a "yes" counts only if a key that
+/// cannot exist is refused.
 pub fn accepts(fstype: &str, key: &str, value: &str) -> bool {
-    let attempt = || -> Result<()> {
+    let attempt = |key: &str| -> Result<()> {
         let ctx = open_context(fstype)?;
         set(&ctx, fstype, key, Some(value))
     };
-    attempt().is_ok()
+    attempt(key).is_ok() && attempt("berth-no-such-parameter").is_err()
 }
 
 fn open_context(fstype: &str) -> Result<OwnedFd> {

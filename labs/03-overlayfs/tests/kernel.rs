@@ -346,3 +346,20 @@ fn step_03_6_detect_finds_overlay_here() {
         "no scratch left"
     );
 }
+
+/// `lowerdir+` arrived in Linux 6.8: detection must say so on older and
+/// newer kernels alike, or every mount on an older one fails.
+#[test]
+fn step_03_1_the_api_matches_the_kernel_version() {
+    let release = nix::sys::utsname::uname().unwrap();
+    let release = release.release().to_string_lossy().to_string();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().unwrap().parse().unwrap();
+    let minor: u32 = parts.next().unwrap().parse().unwrap();
+    let want = if (major, minor) >= (6, 8) {
+        Api::LowerdirPlus
+    } else {
+        Api::Legacy
+    };
+    assert_eq!(Api::detect(), want, "kernel {release}");
+}
