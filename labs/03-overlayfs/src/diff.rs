@@ -78,7 +78,9 @@ impl fmt::Display for Change {
 
 /// The changes as `docker diff` prints them, one per line.
 pub fn render(changes: &[Change]) -> String {
+    // BEGIN SOLUTION 03.4
     changes.iter().map(|c| format!("{c}\n")).collect()
+    // END SOLUTION
 }
 
 /// What the stack of layers shows at one path.
