@@ -143,19 +143,27 @@ enum Command {
     Exec {
         #[arg(long, action = ArgAction::Help)]
         help: Option<bool>,
+        /// Keep stdin open.
         #[arg(short, long)]
         interactive: bool,
+        /// Give the process a pseudo-terminal.
         #[arg(short, long)]
         tty: bool,
+        /// Run the process in the background.
         #[arg(short, long)]
         detach: bool,
+        /// Set environment variables (added to the container's).
         #[arg(short, long = "env", value_name = "NAME=VALUE")]
         env: Vec<String>,
+        /// The working directory inside the container.
         #[arg(short, long)]
         workdir: Option<String>,
+        /// The user: name or uid, optionally :group or :gid.
         #[arg(short, long)]
         user: Option<String>,
+        /// The running container to enter.
         container: String,
+        /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
@@ -527,7 +535,20 @@ impl RunArgs {
                     devices: self.device.clone(),
                 },
                 rootless(),
-            )?,
+            )
+            .map(|mut r| {
+                // --privileged lifts the device allow-list, as in Docker.
+                if self.privileged && !rootless() {
+                    r.devices.push(cgroups::devices::DeviceRule {
+                        allow: true,
+                        kind: cgroups::devices::DeviceKind::All,
+                        major: None,
+                        minor: None,
+                        access: "rwm".into(),
+                    });
+                }
+                r
+            })?,
         })
     }
 

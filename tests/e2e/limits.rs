@@ -219,3 +219,17 @@ fn bad_limits_are_refused_before_anything_is_made() {
     }
     assert_eq!(b.ok(&["ps", "-aq"]), "", "nothing was created");
 }
+
+/// `--privileged` lifts the device allow-list: a block device node made
+/// inside may be opened (here the disk may not exist, ENXIO, but the cgroup
+/// no longer says EPERM); without it the cgroup refuses.
+#[test]
+fn privileged_lifts_the_device_allow_list() {
+    let b = berth!();
+    let script =
+        "mknod /tmp/disk b 8 0 && head -c 1 /tmp/disk > /dev/null 2> /tmp/err; cat /tmp/err; true";
+    let out = b.ok(&["run", "--rm", "busybox", "sh", "-c", script]);
+    assert!(out.contains("Operation not permitted"), "{out}");
+    let out = b.ok(&["run", "--rm", "--privileged", "busybox", "sh", "-c", script]);
+    assert!(!out.contains("Operation not permitted"), "{out}");
+}

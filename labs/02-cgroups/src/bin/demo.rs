@@ -27,6 +27,10 @@ fn usage() -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // Like any Unix tool, end quietly when the reader of our output goes
+    // away (`lab-demo tour | head`) instead of panicking on EPIPE.
+    // SAFETY: restores the default action of one signal before any thread.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         None | Some("tour") => tour(),
