@@ -337,7 +337,17 @@ pub fn exec(store: &Store, key: &str, req: ExecRequest) -> Result<i32> {
         &process,
         stdio,
         &cgroup_procs,
-    )?;
+    )
+    .map_err(|e| {
+        // A fork refused with EAGAIN inside a pids-limited cgroup: say so.
+        match c.options.resources.pids {
+            Some(limit) if e.to_string().contains("EAGAIN") => anyhow::anyhow!(
+                "cannot start a process in {}: it already runs as many processes as its --pids-limit of {limit} allows ({e})",
+                c.name
+            ),
+            _ => e.into(),
+        }
+    })?;
     if req.detach {
         return Ok(0);
     }

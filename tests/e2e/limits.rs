@@ -157,6 +157,35 @@ fn a_fork_bomb_is_contained() {
 }
 
 #[test]
+fn exec_at_the_pids_limit_says_why() {
+    let b = berth!();
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "full",
+        "--pids-limit",
+        "3",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 100 & sleep 100 & sleep 100",
+    ]);
+    b.wait_for("full", "{{.State.Status}}", "running", 10);
+    let mut err = String::new();
+    for _ in 0..50 {
+        let (code, _, e) = b.run(&["exec", "full", "true"]);
+        err = e;
+        if code != 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(err.contains("--pids-limit of 3"), "{err}");
+    b.ok(&["rm", "-f", "full"]);
+}
+
+#[test]
 fn a_device_can_be_added() {
     let b = berth!();
     // A harmless character device that is not among the defaults.
