@@ -169,7 +169,7 @@ fn exec_at_the_pids_limit_says_why() {
         "busybox",
         "sh",
         "-c",
-        "sleep 100 & sleep 100 & sleep 100",
+        "sleep 100 & exec sleep 100",
     ]);
     b.wait_for("full", "{{.State.Status}}", "running", 10);
     let mut err = String::new();
@@ -181,6 +181,8 @@ fn exec_at_the_pids_limit_says_why() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // Running: sh's child and sh itself (now sleep). exec needs two more
+    // (its intermediate process joins the cgroup, then forks): refused.
     assert!(err.contains("--pids-limit of 3"), "{err}");
     b.ok(&["rm", "-f", "full"]);
 }
