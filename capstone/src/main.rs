@@ -6,6 +6,7 @@ mod cgroup;
 mod commit;
 mod container;
 mod disk;
+mod doctor;
 mod image;
 mod logs;
 mod monitor;
@@ -216,6 +217,13 @@ enum Command {
     },
     /// Show how this engine is set up: storage driver, cgroups, counts.
     Info,
+    /// Check that this machine can run berth and the labs: one line per
+    /// check, with the command that fixes each problem.
+    Doctor {
+        /// `json` for an array of {check, status, detail, fix}.
+        #[arg(long)]
+        format: Option<String>,
+    },
     /// Manage volumes.
     #[command(subcommand)]
     Volume(VolumeCommand),
@@ -808,6 +816,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     let (default_root, default_runroot) = default_dirs();
     let root = cli.root.clone().unwrap_or(default_root);
     let runroot = cli.runroot.clone().unwrap_or(default_runroot);
+    // The doctor diagnoses what the next two lines would refuse, and makes
+    // no engine state.
+    if let Command::Doctor { format } = &cli.command {
+        return doctor::command(&root, format.as_deref()).map_err(fail(125));
+    }
     check_privileges().map_err(fail(125))?;
     let mut store = Store::open(&root, &runroot).map_err(fail(125))?;
     store.driver = cli.storage_driver.clone();
@@ -992,6 +1005,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Info => info(&store).map_err(fail(1)),
+        Command::Doctor { .. } => unreachable!("berth doctor runs before the engine state opens"),
         Command::Volume(cmd) => volume_command(&store, cmd).map_err(fail(1)),
         Command::System(cmd) => system_command(&store, cmd).map_err(fail(1)),
         Command::Container(ContainerCommand::Prune { force }) => {

@@ -145,9 +145,24 @@ pub fn choose(store: &Store, asked: Option<&str>, remapped: bool) -> Result<(Dri
 /// a user namespace's root mount overlayfs). A child process does it, so
 /// the engine's own namespaces stay as they are.
 fn probe(root: &Path) -> Result<(Driver, String)> {
+    let rootless = !nix::unistd::geteuid().is_root();
+    probe_as(
+        root,
+        rootless.then(|| (nix::unistd::geteuid(), nix::unistd::getegid())),
+    )
+}
+
+/// [`probe`] in a scratch directory under `dir`, mounted by root (`None`)
+/// or by the unprivileged user `Some((uid, gid))` in a user namespace of
+/// its own. Root can try the rootless case too (`berth doctor` does): the
+/// child drops to that user first, and the scratch directory is given to it.
+pub fn probe_as(
+    dir: &Path,
+    user: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
+) -> Result<(Driver, String)> {
     let scratch = tempfile::Builder::new()
         .prefix(".probe-")
-        .tempdir_in(root)
+        .tempdir_in(dir)
         .context("cannot make a scratch directory to test overlayfs")?;
     let d = scratch.path();
     for sub in ["lower1", "lower2", "upper", "work", "merged"] {
@@ -159,14 +174,38 @@ fn probe(root: &Path) -> Result<(Driver, String)> {
         d.join("upper"),
         d.join("work"),
     );
-    let rootless = !nix::unistd::geteuid().is_root();
+    let rootless = user.is_some();
     overlay.userxattr = rootless;
-    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    let (uid, gid) = user.unwrap_or((nix::unistd::geteuid(), nix::unistd::getegid()));
+    let drop_to_user = rootless && uid != nix::unistd::geteuid();
+    if drop_to_user {
+        for sub in [
+            "",
+            "lower1",
+            "lower1/probe",
+            "lower2",
+            "upper",
+            "work",
+            "merged",
+        ] {
+            nix::unistd::chown(&d.join(sub), Some(uid), Some(gid))?;
+        }
+    }
     // SAFETY: the child only makes system calls and file writes, then exits.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
-            let code = (|| -> Result<()> {
+            // A panic (a step's `todo!()` in the student's labs) must not
+            // unwind into the parent's code: it becomes the reason too.
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<()> {
                 use nix::sched::CloneFlags;
+                if drop_to_user {
+                    nix::unistd::setgroups(&[])?;
+                    nix::unistd::setresgid(gid, gid, gid)?;
+                    nix::unistd::setresuid(uid, uid, uid)?;
+                    // Changing ids makes the process undumpable, which
+                    // gives its /proc files (uid_map …) to root.
+                    nix::sys::prctl::set_dumpable(true)?;
+                }
                 if rootless {
                     nix::sched::unshare(CloneFlags::CLONE_NEWUSER)?;
                     std::fs::write("/proc/self/setgroups", "deny")?;
@@ -187,7 +226,15 @@ fn probe(root: &Path) -> Result<(Driver, String)> {
                     bail!("the merged view does not show the lower layer");
                 }
                 Ok(())
-            })();
+            }))
+            .unwrap_or_else(|p| {
+                let text = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "the probe panicked".into());
+                Err(anyhow::anyhow!(text))
+            });
             let status = match code {
                 Ok(()) => 0,
                 Err(e) => {
@@ -202,6 +249,13 @@ fn probe(root: &Path) -> Result<(Driver, String)> {
             let ok = matches!(
                 nix::sys::wait::waitpid(child, None)?,
                 nix::sys::wait::WaitStatus::Exited(_, 0)
+            );
+            // overlayfs leaves `work/work` with mode 000: without root the
+            // scratch directory could not be removed.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(
+                d.join("work/work"),
+                std::fs::Permissions::from_mode(0o700),
             );
             if ok {
                 let api = match overlay::mount::Api::detect() {

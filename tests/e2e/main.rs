@@ -6,6 +6,7 @@
 
 mod support;
 
+mod doctor;
 mod errors;
 mod lifecycle;
 mod limits;

@@ -1,6 +1,7 @@
 //! The student's runner: `cargo xtask check [STEP|LAB] [--watch]` runs a
 //! step's tests and shows progress over the course; `cargo xtask hint STEP`
 //! gives the next hint. Progress lives in `target/course/progress.json`.
+//! The first `check` also runs `berth doctor`, the machine's preflight.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,9 @@ pub struct Progress {
     pub passed: BTreeSet<String>,
     /// How many hints of each step have been shown.
     pub hints: BTreeMap<String, usize>,
+    /// Whether `berth doctor` has run (once, on the first `check`).
+    #[serde(default)]
+    pub doctor: bool,
 }
 
 fn progress_path() -> PathBuf {
@@ -160,10 +164,45 @@ fn run_step(lab: &Lab, step: &Step) -> Result<bool> {
     Ok(ok)
 }
 
+/// Builds berth and prints its `doctor` report: what this machine lacks
+/// for the course, each with its fix. A failing check is reported, not
+/// fatal. True when the doctor ran.
+fn run_doctor() -> bool {
+    let berth = setup::target_bin("debug", "berth");
+    println!(
+        "\x1b[1mberth doctor\x1b[0m: is this machine ready for the course? (shown on the first check; run {} doctor any time)",
+        berth.display()
+    );
+    let built = setup::cargo(&["build", "--quiet", "-p", "berth"]).status();
+    if !built.is_ok_and(|s| s.success()) {
+        println!("  cannot build berth to run it now; it runs on the next check");
+        return false;
+    }
+    match std::process::Command::new(&berth).arg("doctor").status() {
+        Ok(status) => {
+            if !status.success() {
+                println!(
+                    "  some checks fail: the steps that need them fail too until you run the fixes above; carrying on"
+                );
+            }
+            true
+        }
+        Err(e) => {
+            println!("  cannot run berth doctor ({e}); it runs on the next check");
+            false
+        }
+    }
+}
+
 /// `cargo xtask check`.
 pub fn check(which: Option<&str>, watch: bool) -> Result<()> {
     let labs = crate::steps::load_all(&setup::workspace())?;
     let path = progress_path();
+    let mut progress = Progress::load(&path);
+    if !progress.doctor && run_doctor() {
+        progress.doctor = true;
+        progress.save(&path)?;
+    }
     loop {
         let mut progress = Progress::load(&path);
         let chosen = select(&labs, which, &progress)?;
@@ -320,5 +359,26 @@ mod tests {
             Progress::load(&dir.path().join("missing.json")),
             Progress::default()
         );
+    }
+
+    #[test]
+    fn progress_from_before_the_doctor_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.json");
+        std::fs::write(&path, r#"{"passed": ["01.1"], "hints": {}}"#).unwrap();
+        let p = Progress::load(&path);
+        assert!(p.passed.contains("01.1"));
+        assert!(!p.doctor, "the doctor has not run yet");
+    }
+
+    #[test]
+    fn the_doctor_wants_the_pinned_mdbook() {
+        let doctor =
+            std::fs::read_to_string(setup::workspace().join("capstone/src/doctor.rs")).unwrap();
+        let pin = format!(
+            "pub const MDBOOK_VERSION: &str = \"{}\";",
+            setup::MDBOOK_VERSION
+        );
+        assert!(doctor.contains(&pin), "capstone/src/doctor.rs lacks {pin}");
     }
 }
