@@ -317,15 +317,8 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
             crate::storage::prepare(&images, &image, &staging, driver, options.rootless, &shift)?;
         // The user's name resolves in the image's /etc/passwd and /etc/group.
         let lowers = crate::storage::lowers(&images, &storage, &staging)?;
-        let read = |file: &str| {
-            match driver {
-                crate::storage::Driver::Overlay => crate::storage::read_file(&lowers, None, file),
-                crate::storage::Driver::Vfs => {
-                    std::fs::read_to_string(staging.join("rootfs").join(file)).ok()
-                }
-            }
-            .unwrap_or_default()
-        };
+        let read =
+            |file: &str| crate::storage::read_file(&storage, &lowers, file).unwrap_or_default();
         let spec = if options.user.is_empty() {
             "0"
         } else {

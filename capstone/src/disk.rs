@@ -1,9 +1,8 @@
 //! Disk accounting and clean-up (lab 03): `system df`, `container prune`,
 //! `volume prune` and `system prune`.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use anyhow::Result;
@@ -12,27 +11,9 @@ use crate::image::ImageStore;
 use crate::state::{Container, Store};
 use crate::storage::{self, Driver};
 
-/// Bytes used by a tree: apparent sizes of everything but directories,
-/// each hard-linked file counted once (what `system df` reports).
+/// Bytes used by a tree (lab 03's count; 0 for a tree that is gone).
 pub fn usage(path: &Path) -> u64 {
-    fn walk(path: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
-        let Ok(meta) = std::fs::symlink_metadata(path) else {
-            return 0;
-        };
-        if meta.is_dir() {
-            return std::fs::read_dir(path)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| walk(&e.path(), seen))
-                .sum();
-        }
-        if meta.nlink() > 1 && !seen.insert((meta.dev(), meta.ino())) {
-            return 0;
-        }
-        meta.len()
-    }
-    walk(path, &mut HashSet::new())
+    overlay::volume::disk_usage(path).unwrap_or(0)
 }
 
 /// Sizes as Docker's `system df` prints them: decimal units and three

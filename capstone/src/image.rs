@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -261,12 +260,14 @@ impl ImageStore {
             .prefix(".base-")
             .tempdir_in(&self.layers)?;
         let source = namespaces::host::populate_rootfs(staging.path())?;
-        let tar = layer_tar(staging.path())?;
-        let diff_id = sha256_digest(&tar);
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&tar)?;
-        let compressed = gz.finish()?;
-        let layer_digest = self.put_blob(&compressed)?;
+        // The same packing as a container's layer (lab 03): sorted entries
+        // and fixed times, so equal content gives an equal digest.
+        let tar = overlay::layer::tar_upper(
+            staging.path(),
+            &overlay::layer::TarOptions::reproducible(),
+            overlay::whiteout::Xattr::Trusted,
+        )?;
+        let (diff_id, layer) = self.put_layer(&tar)?;
 
         let made_from = match &source {
             namespaces::host::Source::Busybox(p, n) => {
@@ -300,42 +301,13 @@ impl ImageStore {
                     .build()?,
             ])
             .build()?;
-        let config_bytes = config.to_string()?.into_bytes();
-        let config_digest = self.put_blob(&config_bytes)?;
-        let manifest = ImageManifestBuilder::default()
-            .schema_version(2u32)
-            .media_type(MediaType::ImageManifest)
-            .config(Descriptor::new(
-                MediaType::ImageConfig,
-                config_bytes.len() as u64,
-                config_digest.parse::<oci_spec::image::Digest>()?,
-            ))
-            .layers(vec![Descriptor::new(
-                MediaType::ImageLayerGzip,
-                compressed.len() as u64,
-                layer_digest.parse::<oci_spec::image::Digest>()?,
-            )])
-            .build()?;
-        let manifest_bytes = manifest.to_string()?.into_bytes();
-        let manifest_digest = self.put_blob(&manifest_bytes)?;
-        self.tag(
-            reference,
-            Descriptor::new(
-                MediaType::ImageManifest,
-                manifest_bytes.len() as u64,
-                manifest_digest.parse::<oci_spec::image::Digest>()?,
-            ),
-        )?;
+        let image = self.put_image(config, vec![layer], Some(reference))?;
         // The staging directory is exactly the unpacked layer: keep it.
         let unpacked = self.layer_path(&diff_id)?;
         if !unpacked.exists() {
             std::fs::rename(staging.keep(), &unpacked)?;
         }
-        Ok(Image {
-            id: config_digest,
-            config,
-            manifest,
-        })
+        Ok(image)
     }
     // ANCHOR_END: base_image
 
@@ -352,26 +324,9 @@ impl ImageStore {
         info: LayerInfo,
         reference: Option<&Reference>,
     ) -> Result<Image> {
-        let diff_id = sha256_digest(tar);
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(tar)?;
-        let compressed = gz.finish()?;
-        let layer_digest = self.put_blob(&compressed)?;
-        let unpacked = self.layer_path(&diff_id)?;
-        if !unpacked.exists() {
-            let staging = tempfile::Builder::new()
-                .prefix(".unpack-")
-                .tempdir_in(&self.layers)?;
-            overlay::layer::apply(
-                tar,
-                staging.path(),
-                overlay::layer::Target::Overlay(info.xattr),
-            )?;
-            if let Err(e) = std::fs::rename(staging.path(), &unpacked)
-                && !unpacked.is_dir()
-            {
-                return Err(e).with_context(|| format!("cannot store layer {diff_id}"));
-            }
+        let (diff_id, layer) = self.put_layer(tar)?;
+        if !self.layer_path(&diff_id)?.exists() {
+            self.unpack(tar, &diff_id, info.xattr)?;
         }
 
         let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
@@ -396,15 +351,37 @@ impl ImageStore {
         entry.set_comment(info.comment);
         history.push(entry);
         image_config.set_history(Some(history));
-        let config_bytes = image_config.to_string()?.into_bytes();
-        let config_digest = self.put_blob(&config_bytes)?;
-
         let mut layers = base.manifest.layers().clone();
-        layers.push(Descriptor::new(
+        layers.push(layer);
+        self.put_image(image_config, layers, reference)
+    }
+    // ANCHOR_END: add_layer
+
+    /// Stores a layer tarball compressed (as registries want it); returns
+    /// its diff id (the digest of the uncompressed tar) and its descriptor.
+    fn put_layer(&self, tar: &[u8]) -> Result<(String, Descriptor)> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(tar)?;
+        let compressed = gz.finish()?;
+        let digest = self.put_blob(&compressed)?;
+        let desc = Descriptor::new(
             MediaType::ImageLayerGzip,
             compressed.len() as u64,
-            layer_digest.parse::<oci_spec::image::Digest>()?,
-        ));
+            digest.parse::<oci_spec::image::Digest>()?,
+        );
+        Ok((sha256_digest(tar), desc))
+    }
+
+    /// Stores an image's config and manifest and lists it in the index,
+    /// under `reference` or unnamed.
+    fn put_image(
+        &self,
+        config: ImageConfiguration,
+        layers: Vec<Descriptor>,
+        reference: Option<&Reference>,
+    ) -> Result<Image> {
+        let config_bytes = config.to_string()?.into_bytes();
+        let config_digest = self.put_blob(&config_bytes)?;
         let manifest = ImageManifestBuilder::default()
             .schema_version(2u32)
             .media_type(MediaType::ImageManifest)
@@ -428,11 +405,37 @@ impl ImageStore {
         }
         Ok(Image {
             id: config_digest,
-            config: image_config,
+            config,
             manifest,
         })
     }
-    // ANCHOR_END: add_layer
+
+    /// Unpacks a layer in overlay's format (OCI `.wh.NAME` become 0/0
+    /// devices) into its place under `layers/`. Another berth may have
+    /// unpacked the same layer meanwhile: theirs is as good as ours.
+    fn unpack(
+        &self,
+        layer: impl Read,
+        diff_id: &str,
+        xattr: overlay::whiteout::Xattr,
+    ) -> Result<PathBuf> {
+        let dir = self.layer_path(diff_id)?;
+        let staging = tempfile::Builder::new()
+            .prefix(".unpack-")
+            .tempdir_in(&self.layers)?;
+        overlay::layer::apply(
+            layer,
+            staging.path(),
+            overlay::layer::Target::Overlay(xattr),
+        )
+        .with_context(|| format!("cannot unpack layer {diff_id}"))?;
+        if let Err(e) = std::fs::rename(staging.path(), &dir)
+            && !dir.is_dir()
+        {
+            return Err(e).with_context(|| format!("cannot store layer {diff_id}"));
+        }
+        Ok(dir)
+    }
 
     /// Lists a manifest in the index without a name (a "dangling" image,
     /// found by its id).
@@ -544,90 +547,14 @@ impl ImageStore {
         }
         let desc = &image.manifest.layers()[index];
         let blob = self.get_blob(desc.digest().as_ref())?;
-        let staging = tempfile::Builder::new()
-            .prefix(".unpack-")
-            .tempdir_in(&self.layers)?;
         let reader: Box<dyn Read> = if desc.media_type() == &MediaType::ImageLayerGzip {
             Box::new(flate2::read::GzDecoder::new(&blob[..]))
         } else {
             Box::new(&blob[..])
         };
-        // OCI whiteouts (`.wh.NAME`) become overlay's (0/0 devices).
         let xattr = crate::storage::storage_xattr(!nix::unistd::geteuid().is_root());
-        overlay::layer::apply(
-            reader,
-            staging.path(),
-            overlay::layer::Target::Overlay(xattr),
-        )
-        .with_context(|| format!("cannot unpack layer {diff_id}"))?;
-        // Another berth may have unpacked the same layer meanwhile: theirs
-        // is as good as ours.
-        if let Err(e) = std::fs::rename(staging.path(), &dir)
-            && !dir.is_dir()
-        {
-            return Err(e).with_context(|| format!("cannot store layer {diff_id}"));
-        }
-        Ok(dir)
+        self.unpack(reader, diff_id, xattr)
     }
-}
-
-// ANCHOR: layer_tar
-/// Packs a directory into a layer tarball the same way every time: entries
-/// sorted by path, owner root, modification time zero. Equal content then
-/// gives an equal digest, which is what makes layers shareable.
-pub fn layer_tar(dir: &Path) -> Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::new());
-    builder.follow_symlinks(false);
-    let mut paths = Vec::new();
-    collect(dir, dir, &mut paths)?;
-    paths.sort();
-    // The first path of each inode is stored as a file; later paths of the
-    // same inode become hard-link entries that name it.
-    let mut seen: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    for rel in paths {
-        let full = dir.join(&rel);
-        let meta = std::fs::symlink_metadata(&full)?;
-        if meta.is_file() && meta.nlink() > 1 {
-            if let Some(first) = seen.get(&(meta.dev(), meta.ino())) {
-                let mut header = tar::Header::new_gnu();
-                header.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
-                header.set_entry_type(tar::EntryType::Link);
-                header.set_size(0);
-                header.set_mtime(0);
-                builder.append_link(&mut header, &rel, first)?;
-                continue;
-            }
-            seen.insert((meta.dev(), meta.ino()), rel.clone());
-        }
-        let mut header = tar::Header::new_gnu();
-        header.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
-        header.set_mode(meta.permissions().mode() & 0o7777);
-        header.set_uid(meta.uid().into());
-        header.set_gid(meta.gid().into());
-        header.set_mtime(0);
-        if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&full)?;
-            builder.append_link(&mut header, &rel, target)?;
-        } else if meta.is_dir() {
-            builder.append_data(&mut header, &rel, std::io::empty())?;
-        } else if meta.is_file() {
-            builder.append_data(&mut header, &rel, std::fs::File::open(&full)?)?;
-        }
-    }
-    Ok(builder.into_inner()?)
-}
-// ANCHOR_END: layer_tar
-
-fn collect(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let path = entry.path();
-        out.push(path.strip_prefix(base)?.to_path_buf());
-        if entry.file_type()?.is_dir() {
-            collect(base, &path, out)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -652,25 +579,5 @@ mod tests {
         for bad in ["", "Busybox", "a b", "app:", "app:t@x", "/app", "app//x"] {
             assert!(Reference::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn layer_tars_are_deterministic() {
-        let make = || {
-            let d = tempfile::tempdir().unwrap();
-            std::fs::create_dir_all(d.path().join("bin")).unwrap();
-            std::fs::write(d.path().join("bin/hello"), "echo hi").unwrap();
-            std::os::unix::fs::symlink("hello", d.path().join("bin/hi")).unwrap();
-            d
-        };
-        let (a, b) = (make(), make());
-        let (ta, tb) = (layer_tar(a.path()).unwrap(), layer_tar(b.path()).unwrap());
-        assert_eq!(sha256_digest(&ta), sha256_digest(&tb));
-        let names: Vec<String> = tar::Archive::new(&ta[..])
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap().path().unwrap().display().to_string())
-            .collect();
-        assert_eq!(names, vec!["bin", "bin/hello", "bin/hi"]);
     }
 }

@@ -8,7 +8,6 @@
 //! A container's directory holds `upper/` and `work/` (overlay) and
 //! `rootfs/`, the mount point, or with `vfs` the copy itself.
 
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -213,13 +212,7 @@ pub fn probe_as(
                     std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))?;
                 }
                 nix::sched::unshare(CloneFlags::CLONE_NEWNS)?;
-                nix::mount::mount(
-                    None::<&str>,
-                    "/",
-                    None::<&str>,
-                    nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-                    None::<&str>,
-                )?;
+                namespaces::fsmount::make_mounts_private()?;
                 let merged = d.join("merged");
                 overlay.mount(&merged, overlay::mount::Api::detect())?;
                 if std::fs::read_to_string(merged.join("probe"))? != "ok" {
@@ -402,21 +395,13 @@ pub fn rootfs_mount(
 }
 // ANCHOR_END: rootfs_mount
 
-/// Reads a file of the container's filesystem as the container would see
-/// it, without mounting anything: the first layer from the top that has
-/// the file wins, and a whiteout on the way hides it.
-pub fn read_file(lowers_top_first: &[PathBuf], upper: Option<&Path>, rel: &str) -> Option<String> {
-    let rel = rel.trim_start_matches('/');
-    for layer in upper
-        .into_iter()
-        .chain(lowers_top_first.iter().map(PathBuf::as_path))
-    {
-        let path = layer.join(rel);
-        match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.file_type().is_char_device() && m.rdev() == 0 => return None,
-            Ok(_) => return std::fs::read_to_string(&path).ok(),
-            Err(_) => continue,
-        }
-    }
-    None
+/// Reads a file of the image as a new container sees it, without mounting
+/// anything: lab 03's `Stack` finds the top-most layer that has it, and
+/// a whiteout or an opaque directory on the way hides what is below.
+pub fn read_file(storage: &Storage, lowers_top_first: &[PathBuf], rel: &str) -> Option<String> {
+    let stack = overlay::diff::Stack::new(lowers_top_first, storage.xattr());
+    let found = stack
+        .lookup(Path::new(rel.trim_start_matches('/')))
+        .ok()??;
+    std::fs::read_to_string(found.path).ok()
 }

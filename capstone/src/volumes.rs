@@ -90,7 +90,13 @@ pub fn prepare(
             }
             made.push(name.clone());
             if !m.nocopy {
-                fill(&v.mountpoint, lowers_top_first, &m.target, xattr)?;
+                overlay::volume::fill_from_image(&v.mountpoint, lowers_top_first, &m.target, xattr)
+                    .with_context(|| {
+                        format!(
+                            "cannot copy the image's {} into volume {name}",
+                            m.target.display()
+                        )
+                    })?;
             }
         }
         Ok(())
@@ -105,41 +111,6 @@ pub fn prepare(
     Ok(made)
 }
 // ANCHOR_END: prepare
-
-/// Copies the image's directory at `target` (merged across the layers,
-/// whiteouts applied) into an empty volume.
-fn fill(
-    data: &Path,
-    lowers_top_first: &[PathBuf],
-    target: &Path,
-    xattr: overlay::whiteout::Xattr,
-) -> Result<()> {
-    let rel = target.strip_prefix("/").unwrap_or(target);
-    let mut layers = Vec::new();
-    for layer in lowers_top_first {
-        let path = layer.join(rel);
-        match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => {
-                layers.push(path.clone());
-                if overlay::whiteout::is_opaque(&path, xattr).unwrap_or(false) {
-                    break; // nothing below shows through
-                }
-            }
-            Ok(_) => break, // a file or whiteout hides everything below
-            Err(_) => {}
-        }
-    }
-    if layers.is_empty() || std::fs::read_dir(data)?.next().is_some() {
-        return Ok(());
-    }
-    overlay::vfs::populate(&layers, xattr, data, &overlay::vfs::same_ids).with_context(|| {
-        format!(
-            "cannot copy the image's {} into the volume",
-            target.display()
-        )
-    })?;
-    Ok(())
-}
 
 /// The mounts lab 01 makes for these volumes, binds and tmpfs mounts.
 pub fn mount_specs(store: &Store, options: &RunOptions) -> Vec<namespaces::MountSpec> {

@@ -142,6 +142,21 @@ pub fn mount(fs: &FsMount, target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Makes every mount of this mount namespace private, so that what is
+/// mounted from now on stays here. A new mount namespace starts as a copy
+/// of its parent's, and on a shared mount a new mount would show up in the
+/// parent too.
+pub fn make_mounts_private() -> Result<()> {
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| Error::sys("make every mount private", e))
+}
+
 /// Where a container's root comes from when it is not a plain directory:
 /// a filesystem mounted at [`crate::ContainerConfig::rootfs`] inside the
 /// container's own mount namespace, so it vanishes with the container.

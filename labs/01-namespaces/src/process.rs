@@ -410,14 +410,7 @@ fn join_cgroups(procs: &[PathBuf]) -> Result<()> {
 /// Our mounts are made private first: this mount namespace is a copy of the
 /// host's, and on a shared mount the new one would show up there too.
 fn mount_root(root: &crate::fsmount::RootfsMount, rootfs: &Path) -> Result<()> {
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .ctx(|| "make every mount private".into())?;
+    crate::fsmount::make_mounts_private()?;
     root.mount_on(rootfs)
 }
 

@@ -20,14 +20,14 @@
 //! [`to_mount_spec`] turns one into the [`MountSpec`] that lab 01's
 //! `rootfs::setup` mounts; [`VolumeStore`] keeps the named volumes on disk.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use namespaces::MountSpec;
-use nix::sys::stat::{Mode, SFlag, UtimensatFlags};
+use nix::sys::stat::UtimensatFlags;
 use nix::sys::time::TimeSpec;
 use serde::{Deserialize, Serialize};
 
@@ -1027,6 +1027,12 @@ impl VolumeStore {
     }
 }
 
+/// Bytes a directory tree uses as `system df` counts them: apparent sizes
+/// of everything but directories, each hard-linked file once.
+pub fn disk_usage(dir: &Path) -> Result<u64> {
+    tree_size(dir, &mut HashSet::new())
+}
+
 fn tree_size(dir: &Path, seen: &mut HashSet<(u64, u64)>) -> Result<u64> {
     let mut total = 0;
     for entry in fs::read_dir(dir).map_err(|e| Error::io("read", dir, e))? {
@@ -1042,97 +1048,41 @@ fn tree_size(dir: &Path, seen: &mut HashSet<(u64, u64)>) -> Result<u64> {
 }
 
 // ANCHOR: fill_from_image
-/// Copies the image's content at a mount target (`image_path`, already
-/// resolved inside the container's root filesystem, with lab 01's
-/// `secure_join`) into a named volume's `_data` directory, as Docker does
-/// the first time a new volume is mounted, so that mounting a volume over
-/// an image's `/var/lib/mysql` keeps its initial files. Modes, owners,
-/// times, symbolic links, hard links and device nodes are kept (extended
-/// attributes are not), and the volume's root takes the owner and mode of
-/// the image's directory.
+/// Copies what the image holds at a mount target into a new, empty named
+/// volume, as Docker does the first time it mounts one, so that a volume
+/// over an image's `/var/lib/mysql` starts with its initial files. The
+/// image is its unpacked layers, top-most first: lab 03's `Stack` finds
+/// the directories that show through at the target (whiteouts and opaque
+/// directories applied) and the copying driver (`vfs::populate`) merges
+/// them, keeping modes, owners, times, links and hard links. The volume's
+/// root takes the owner, mode and times of the image's directory.
 ///
 /// Nothing happens when the volume already has content, or the image has
-/// no directory there. Returns whether anything was copied. The caller
-/// skips this for `nocopy` mounts.
-pub fn fill_from_image(volume_data: &Path, image_path: &Path) -> Result<bool> {
+/// no directory with content there. Returns whether anything was copied.
+/// The caller skips this for `nocopy` mounts.
+pub fn fill_from_image(
+    volume_data: &Path,
+    layers_top_first: &[PathBuf],
+    target: &Path,
+    xattr: crate::whiteout::Xattr,
+) -> Result<bool> {
     let mut entries =
         fs::read_dir(volume_data).map_err(|e| Error::io("read volume", volume_data, e))?;
     if entries.next().is_some() {
         return Ok(false);
     }
-    let meta = match fs::symlink_metadata(image_path) {
-        Ok(meta) if meta.is_dir() => meta,
-        Ok(_) => return Ok(false),
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(Error::io("stat", image_path, e)),
+    let rel = target.strip_prefix("/").unwrap_or(target);
+    let dirs = crate::diff::Stack::new(layers_top_first, xattr).dirs_at(rel)?;
+    let has_content = |d: &PathBuf| fs::read_dir(d).is_ok_and(|mut e| e.next().is_some());
+    let Some(top) = dirs.first().filter(|_| dirs.iter().any(has_content)) else {
+        return Ok(false);
     };
-    let mut links = HashMap::new();
-    let copied = copy_children(image_path, volume_data, &mut links)?;
+    crate::vfs::populate(&dirs, xattr, volume_data, &crate::vfs::same_ids)?;
+    let meta = fs::symlink_metadata(top).map_err(|e| Error::io("stat", top, e))?;
     copy_attributes(&meta, volume_data)?;
-    Ok(copied > 0)
+    Ok(true)
 }
 // ANCHOR_END: fill_from_image
-
-/// Copies what `src` holds into the existing directory `dst`; returns the
-/// number of entries copied. `links` maps the (device, inode) of files with
-/// several names to their first copy, to link the others to it.
-fn copy_children(
-    src: &Path,
-    dst: &Path,
-    links: &mut HashMap<(u64, u64), PathBuf>,
-) -> Result<usize> {
-    let mut count = 0;
-    for entry in fs::read_dir(src).map_err(|e| Error::io("read", src, e))? {
-        let entry = entry.map_err(|e| Error::io("read", src, e))?;
-        let from = entry.path();
-        let to = dst.join(entry.file_name());
-        let meta = fs::symlink_metadata(&from).map_err(|e| Error::io("stat", &from, e))?;
-        count += 1 + copy_entry(&from, &to, &meta, links)?;
-    }
-    Ok(count)
-}
-
-fn copy_entry(
-    from: &Path,
-    to: &Path,
-    meta: &fs::Metadata,
-    links: &mut HashMap<(u64, u64), PathBuf>,
-) -> Result<usize> {
-    let kind = meta.file_type();
-    if kind.is_dir() {
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(to)
-            .map_err(|e| Error::io("create", to, e))?;
-        let inside = copy_children(from, to, links)?;
-        copy_attributes(meta, to)?;
-        return Ok(inside);
-    }
-    if kind.is_symlink() {
-        let target = fs::read_link(from).map_err(|e| Error::io("readlink", from, e))?;
-        std::os::unix::fs::symlink(&target, to).map_err(|e| Error::io("symlink", to, e))?;
-        copy_attributes(meta, to)?;
-        return Ok(0);
-    }
-    if meta.nlink() > 1 {
-        let key = (meta.dev(), meta.ino());
-        if let Some(first) = links.get(&key) {
-            fs::hard_link(first, to).map_err(|e| Error::io("link", to, e))?;
-            return Ok(0);
-        }
-        links.insert(key, to.to_path_buf());
-    }
-    if kind.is_file() {
-        fs::copy(from, to).map_err(|e| Error::io("copy", from, e))?;
-    } else {
-        // A fifo, socket or device node: make a new one like it.
-        let sflag = SFlag::from_bits_truncate(meta.mode() & libc::S_IFMT);
-        nix::sys::stat::mknod(to, sflag, Mode::from_bits_truncate(0o600), meta.rdev())
-            .map_err(|e| Error::sys(format!("mknod {}", to.display()), e))?;
-    }
-    copy_attributes(meta, to)?;
-    Ok(0)
-}
 
 /// Gives `to` the owner, permission bits and times of `meta`, in that
 /// order: changing the owner clears setuid and setgid bits, and both
@@ -1157,6 +1107,7 @@ fn copy_attributes(meta: &fs::Metadata, to: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::whiteout::Xattr;
 
     fn bind(source: &str, target: &str, readonly: bool) -> VolumeMount {
         VolumeMount {
@@ -1762,9 +1713,12 @@ mod tests {
             fs::set_permissions(image.join("tool"), fs::Permissions::from_mode(0o4755)).unwrap();
         }
 
+        // One layer, the directory `image`, holding /var/lib/db.
+        let layers = vec![dir.path().join("image")];
+        let target = Path::new("/var/lib/db");
         let volume = dir.path().join("volume");
         fs::create_dir(&volume).unwrap();
-        assert!(fill_from_image(&volume, &image).unwrap());
+        assert!(fill_from_image(&volume, &layers, target, Xattr::Trusted).unwrap());
 
         let meta = |p: &str| fs::symlink_metadata(volume.join(p)).unwrap();
         assert_eq!(
@@ -1796,7 +1750,7 @@ mod tests {
         // what the container wrote stays.
         fs::write(volume.join("conf.d/main.cnf"), "port=1\n").unwrap();
         fs::write(image.join("new-in-image"), "x").unwrap();
-        assert!(!fill_from_image(&volume, &image).unwrap());
+        assert!(!fill_from_image(&volume, &layers, target, Xattr::Trusted).unwrap());
         assert_eq!(
             fs::read_to_string(volume.join("conf.d/main.cnf")).unwrap(),
             "port=1\n"
@@ -1809,13 +1763,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let volume = dir.path().join("volume");
         fs::create_dir(&volume).unwrap();
-        assert!(!fill_from_image(&volume, &dir.path().join("missing")).unwrap());
+        let layers = vec![dir.path().to_path_buf()];
+        let fill = |volume: &Path, target: &str| {
+            fill_from_image(volume, &layers, Path::new(target), Xattr::Trusted)
+        };
+        assert!(!fill(&volume, "/missing").unwrap());
         fs::write(dir.path().join("file"), "x").unwrap();
-        assert!(!fill_from_image(&volume, &dir.path().join("file")).unwrap());
-        let empty = dir.path().join("empty");
-        fs::create_dir(&empty).unwrap();
-        assert!(!fill_from_image(&volume, &empty).unwrap());
+        assert!(!fill(&volume, "/file").unwrap());
+        fs::create_dir(dir.path().join("empty")).unwrap();
+        assert!(!fill(&volume, "/empty").unwrap());
         assert_eq!(fs::read_dir(&volume).unwrap().count(), 0);
-        assert!(fill_from_image(&dir.path().join("no-volume"), &empty).is_err());
+        assert!(fill(&dir.path().join("no-volume"), "/empty").is_err());
     }
 }
