@@ -12,6 +12,7 @@ mod setup;
 mod steps;
 mod student;
 mod test;
+mod transcripts;
 mod vmtest;
 
 use anyhow::Result;
@@ -40,8 +41,16 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         runs: usize,
     },
-    /// Check the book's includes and build it.
-    Book,
+    /// Check the book's includes and build it; with --check, re-run its
+    /// checked transcripts instead (as root).
+    Book {
+        /// Re-run the console blocks marked `<!-- checked -->` and compare.
+        #[arg(long)]
+        check: bool,
+        /// Only chapters whose file name contains this.
+        #[arg(long, requires = "check")]
+        chapter: Option<String>,
+    },
     /// Run a step's tests (or a lab's, or the next unfinished step) and show progress.
     Check {
         /// A step (01.3) or a lab (01); by default the next step not yet passed.
@@ -99,7 +108,11 @@ fn main() -> Result<()> {
         Command::Demo => demo::run(),
         Command::Test { no_install } => test::run(!no_install),
         Command::Bench { runs } => bench::run(runs),
-        Command::Book => book::run(),
+        Command::Book { check: false, .. } => book::run(),
+        Command::Book {
+            check: true,
+            chapter,
+        } => transcripts::check(chapter.as_deref()),
         Command::Check { which, watch } => course::check(which.as_deref(), watch),
         Command::Hint { step } => course::hint(&step),
         Command::Vmtest {
