@@ -300,9 +300,12 @@ pub fn exec(store: &Store, key: &str, req: ExecRequest) -> Result<i32> {
         process.cwd = w.into();
     }
     if let Some(u) = req.user {
+        // Names resolve in the container's files as they are now. Its root
+        // is mounted only inside its own mount namespace (an overlay leaves
+        // nothing on the host), so read it through the init process.
         let user = namespaces::user::resolve_in_rootfs(
             &namespaces::user::UserSpec::parse(&u)?,
-            &config.rootfs,
+            std::path::Path::new(&format!("/proc/{}/root", c.state.pid)),
         )?;
         process.uid = user.uid;
         process.gid = user.gid;

@@ -41,6 +41,16 @@ fn detached_life_cycle() {
     assert_eq!(lines.next().unwrap(), &id.trim()[..12]);
     assert_ne!(lines.next().unwrap(), "1");
     assert_eq!(b.run(&["exec", "web", "sh", "-c", "exit 7"]).0, 7);
+    // A user name resolves in the container's own files, which (with the
+    // overlay driver) are mounted only inside the container.
+    b.ok(&[
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        "echo 'svc:x:4321:4321::/:/bin/sh' >> /etc/passwd",
+    ]);
+    assert_eq!(b.ok(&["exec", "-u", "svc", "web", "id", "-u"]), "4321\n");
 
     // stop: the shell is PID 1 and ignores SIGTERM, so after the grace
     // period it is killed: 137 = 128 + SIGKILL.
