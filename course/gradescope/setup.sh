@@ -6,9 +6,11 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends build-essential ca-certificates curl git \
-    busybox-static iproute2 nftables util-linux procps psmisc
+    busybox-static iproute2 nftables util-linux procps psmisc e2fsprogs \
+    qemu-system-x86 linux-image-generic
 curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain 1.95.0
 . "$HOME/.cargo/env"
 cd /autograder/source
-# Build the tests once, so that grading a submission only compiles its own code.
-cargo test --workspace --no-run --quiet
+# Build the tests once, where the grader builds submissions, so that grading
+# one compiles only its own code.
+CARGO_TARGET_DIR=target/course-submission cargo test --workspace --no-run --quiet

@@ -2,6 +2,11 @@
 //! step's tests and shows progress over the course; `cargo xtask hint STEP`
 //! gives the next hint. Progress lives in `target/course/progress.json`.
 //! The first `check` also runs `berth doctor`, the machine's preflight.
+//!
+//! The runner runs a step's `tests` only, never its `instructor_tests`:
+//! the starter repository does not have those, and in the reference they
+//! are the grader's business. It behaves the same in both, and a step that
+//! passes shows the step's full points.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -102,7 +107,8 @@ pub fn select<'a>(
     Ok(chosen)
 }
 
-/// The cargo commands that run a step's tests, one per test target.
+/// The cargo commands that run a step's tests (its `tests`, not its
+/// `instructor_tests`), one per test target.
 pub fn test_commands(lab: &Lab, step: &Step) -> Result<Vec<Vec<String>>> {
     let manifest = std::fs::read_to_string(lab.dir.join("Cargo.toml"))?;
     let package = manifest
@@ -326,6 +332,40 @@ mod tests {
         );
         assert!(cmds[0].contains(&"rootfs::tests::setup_sequence".to_string()));
         assert_eq!(&cmds[1][4..6], ["--test", "steps"]);
+    }
+
+    #[test]
+    fn instructor_tests_are_never_run() {
+        let labs = labs();
+        let mut with_instructor_tests = 0;
+        for lab in &labs {
+            for step in &lab.steps {
+                with_instructor_tests += usize::from(!step.instructor_tests.is_empty());
+                let cmds = test_commands(lab, step).unwrap();
+                assert!(
+                    !cmds.iter().flatten().any(|a| a.contains("instructor")),
+                    "{}: {cmds:?}",
+                    step.id
+                );
+                // The tests after `--exact` are exactly the step's `tests`.
+                let mut ran: Vec<&str> = cmds
+                    .iter()
+                    .flat_map(|c| {
+                        let exact = c.iter().position(|a| a == "--exact").unwrap();
+                        c[exact + 1..].iter().map(String::as_str)
+                    })
+                    .collect();
+                let mut want: Vec<&str> = step
+                    .tests
+                    .iter()
+                    .map(|t| t.split_once("::").unwrap().1)
+                    .collect();
+                ran.sort();
+                want.sort();
+                assert_eq!(ran, want, "{}", step.id);
+            }
+        }
+        assert!(with_instructor_tests > 0, "no step has instructor tests");
     }
 
     #[test]

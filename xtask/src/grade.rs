@@ -12,6 +12,13 @@
 //!
 //! A test that needs root and cannot get it is reported as *not run*, with
 //! the reason, and scores nothing: never as passed.
+//!
+//! A step's points are shared equally by its `tests` and its
+//! `instructor_tests`. Instructor tests are not in the starter repository;
+//! the grader copies them in from the reference, runs them like the others,
+//! and marks them in every report: Gradescope shows them to students only
+//! once grades are published, the other formats put `(instructor)` before
+//! their names.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,8 +27,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use std::collections::HashMap;
+
 use crate::setup;
 use crate::steps::{Lab, Step};
+use crate::vmtest::{self, VmOutcome, VmStatus, VmTest};
 
 /// How one test ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +51,8 @@ pub struct TestResult {
     pub step_title: String,
     /// `TARGET::PATH`, as in the manifest.
     pub test: String,
+    /// The test is one of the step's `instructor_tests`.
+    pub instructor: bool,
     pub outcome: Outcome,
     pub output: String,
     pub score: f64,
@@ -52,7 +64,20 @@ impl TestResult {
     fn passed(&self) -> bool {
         self.outcome == Outcome::Passed
     }
+
+    /// The test's name in reports: `(instructor) ` before an instructor
+    /// test's name.
+    pub fn label(&self) -> String {
+        if self.instructor {
+            format!("{INSTRUCTOR_MARK} {}", self.test)
+        } else {
+            self.test.clone()
+        }
+    }
 }
+
+/// What reports put before an instructor test's name.
+pub const INSTRUCTOR_MARK: &str = "(instructor)";
 
 /// The package name in a crate's Cargo.toml.
 fn package_name(dir: &Path) -> Result<String> {
@@ -140,26 +165,58 @@ fn grade_step(
     lab: &Lab,
     step: &Step,
     timeout: Duration,
+    privileged: bool,
+    vm: Option<&VmResults>,
 ) -> Result<Vec<TestResult>> {
     let package = package_name(&lab.dir)?;
-    let each = step.points as f64 / step.tests.len() as f64;
+    let each = step.points as f64 / step.all_tests().count() as f64;
     let mut results = Vec::new();
-    for test in &step.tests {
+    for test in step.all_tests() {
         let base = TestResult {
             lab: lab.lab.clone(),
             step: step.id.clone(),
             step_title: step.title.clone(),
             test: test.clone(),
+            instructor: step.instructor_tests.contains(test),
             outcome: Outcome::Failed,
             output: String::new(),
             score: 0.0,
             max_score: each,
             seconds: 0.0,
         };
-        if step.root && !setup::is_root() {
-            results.push(TestResult {
-                outcome: Outcome::NotRun("this test needs root (namespaces, mounts); the grader ran without it. Grade on a VM or with the qemu runner".into()),
-                ..base
+        if step.root && (vm.is_some() || !privileged) {
+            let key = (package.clone(), test.clone());
+            results.push(match vm {
+                Some(Ok(outcomes)) if outcomes.contains_key(&key) => {
+                    let ran = &outcomes[&key];
+                    let outcome = match ran.status {
+                        VmStatus::Passed => Outcome::Passed,
+                        VmStatus::Failed => Outcome::Failed,
+                        VmStatus::TimedOut => Outcome::TimedOut,
+                    };
+                    let passed = outcome == Outcome::Passed;
+                    TestResult {
+                        score: if passed { each } else { 0.0 },
+                        output: if passed {
+                            String::new()
+                        } else {
+                            tail(&ran.output, 4000)
+                        },
+                        outcome,
+                        seconds: ran.seconds,
+                        ..base
+                    }
+                }
+                Some(Err(why)) => TestResult {
+                    outcome: Outcome::NotRun(format!(
+                        "this test needs root, and the QEMU machine that was to run it failed: {why}"
+                    )),
+                    ..base
+                },
+                _ => TestResult {
+                    outcome: Outcome::NotRun(NO_PRIVILEGES.into()),
+                    ..base
+                },
             });
             continue;
         }
@@ -175,6 +232,20 @@ fn grade_step(
         let outcome = match (ok, timed_out, ran) {
             (_, true, _) => Outcome::TimedOut,
             (true, false, true) => Outcome::Passed,
+            // A kernel test in a step not marked `root`: without root it
+            // refuses to run (testkit's root_test!, under CI=true); as root
+            // without the capabilities the kernel refuses it.
+            _ if !privileged
+                && [
+                    "not run: this test needs root",
+                    "EPERM",
+                    "Operation not permitted",
+                ]
+                .iter()
+                .any(|sign| output.contains(sign)) =>
+            {
+                Outcome::NotRun(NO_PRIVILEGES.into())
+            }
             _ => Outcome::Failed,
         };
         results.push(TestResult {
@@ -204,9 +275,15 @@ fn grade_step(
     Ok(results)
 }
 
+/// The crates the labs' tests depend on (the probe run inside containers,
+/// and the test helpers): the grader uses the reference's copies.
+const TEST_CRATES: [&str; 2] = ["probe", "testkit"];
+
 /// Copies a submission next to the reference tests: the submission's own
-/// files, then the reference's `tests/` folders and step manifests on top,
-/// so that a submission cannot pass by editing the tests.
+/// files, then on top the reference's `tests/` folders (with the instructor
+/// tests, which the starter lacks), step manifests (which name them), and
+/// the test helper crates [`TEST_CRATES`], so that a submission cannot pass
+/// by editing the tests or what they rely on.
 fn prepare_submission(submission: &Path, reference: &Path, into: &Path) -> Result<()> {
     setup::run(
         Command::new("cp")
@@ -228,14 +305,93 @@ fn prepare_submission(submission: &Path, reference: &Path, into: &Path) -> Resul
         )?;
         std::fs::copy(lab.dir.join("steps.toml"), dst.join("steps.toml"))?;
     }
+    for name in TEST_CRATES {
+        let src = reference.join(name);
+        if !src.is_dir() {
+            bail!("the reference has no {name}/ crate to grade with");
+        }
+        let dst = into.join(name);
+        let _ = std::fs::remove_dir_all(&dst);
+        setup::run(Command::new("cp").arg("-a").arg(&src).arg(&dst))?;
+        let _ = std::fs::remove_dir_all(dst.join("target"));
+    }
     Ok(())
 }
 
+/// Why a test that needs privileges was not run.
+const NO_PRIVILEGES: &str = "needs root that may make namespaces and mounts, which this grader may not; grade as root on a Linux machine or VM, or with --vm";
+
+/// How to use the QEMU machine for the steps that need root (`--vm`).
+#[derive(Debug, Clone, Default)]
+pub struct Vm {
+    /// The kernel to boot; by default the newest in /boot.
+    pub kernel: Option<PathBuf>,
+    /// Use KVM rather than QEMU's emulator.
+    pub kvm: bool,
+}
+
+/// The outcomes of the tests run in the machine, by (package, TARGET::PATH),
+/// or why the machine could not run them.
+type VmResults = std::result::Result<HashMap<(String, String), VmOutcome>, String>;
+
+/// Runs the tests of the steps that need root in the QEMU machine that
+/// `cargo xtask vmtest` boots, all in one boot.
+fn run_root_steps_in_vm(
+    dir: &Path,
+    target_dir: &Path,
+    only: Option<&str>,
+    timeout: Duration,
+    vm: Vm,
+) -> VmResults {
+    let inner = || -> Result<HashMap<(String, String), VmOutcome>> {
+        let (mut tests, mut keys) = (Vec::new(), Vec::new());
+        for lab in crate::steps::load_all(dir)? {
+            let package = package_name(&lab.dir)?;
+            for step in lab.steps.iter().filter(|s| s.root) {
+                if only.is_some_and(|o| o != step.id && o != lab.lab) {
+                    continue;
+                }
+                for test in step.all_tests() {
+                    let (target, path) = test
+                        .split_once("::")
+                        .context("test names look like TARGET::PATH")?;
+                    tests.push(VmTest {
+                        package: package.clone(),
+                        target: target.into(),
+                        name: path.into(),
+                    });
+                    keys.push((package.clone(), test.clone()));
+                }
+            }
+        }
+        if tests.is_empty() {
+            return Ok(HashMap::new());
+        }
+        eprintln!(
+            "running {} tests that need root in the QEMU machine",
+            tests.len()
+        );
+        let outcomes = vmtest::run_tests(
+            dir,
+            target_dir,
+            &tests,
+            vm.kernel.as_deref(),
+            vm.kvm,
+            timeout,
+        )?;
+        Ok(keys.into_iter().zip(outcomes).collect())
+    };
+    inner().map_err(|e| format!("{e:#}"))
+}
+
 /// Grades `submission` (or the reference itself) and returns every result.
+/// Tests of steps that need root run in the QEMU machine with `vm`, and are
+/// reported as not run when the grader cannot make containers itself.
 pub fn grade(
     submission: Option<&Path>,
     only: Option<&str>,
     timeout: Duration,
+    vm: Option<Vm>,
 ) -> Result<Vec<TestResult>> {
     let reference = setup::workspace();
     let staging;
@@ -269,6 +425,11 @@ pub fn grade(
             tail(&build_log, 3000)
         );
     }
+    let privileged = setup::can_make_containers();
+    if !privileged && vm.is_none() {
+        eprintln!("warning: {NO_PRIVILEGES}");
+    }
+    let vm_results = vm.map(|vm| run_root_steps_in_vm(&dir, &target_dir, only, timeout, vm));
     let mut results = Vec::new();
     for lab in crate::steps::load_all(&dir)? {
         for step in &lab.steps {
@@ -276,7 +437,15 @@ pub fn grade(
                 continue;
             }
             eprintln!("grading {} {}", step.id, step.title);
-            results.extend(grade_step(&dir, &target_dir, &lab, step, timeout)?);
+            results.extend(grade_step(
+                &dir,
+                &target_dir,
+                &lab,
+                step,
+                timeout,
+                privileged,
+                vm_results.as_ref(),
+            )?);
         }
     }
     if results.is_empty() {
@@ -301,15 +470,22 @@ fn round2(x: f64) -> f64 {
 /// Gradescope's `results.json`.
 pub fn gradescope(results: &[TestResult], seconds: f64) -> Value {
     let score: f64 = results.iter().map(|r| r.score).sum();
-    let not_run = results
+    // The summary is visible at once, so it speaks only of the tests that
+    // are: it must not give away how the instructor tests went.
+    let shown: Vec<&TestResult> = results.iter().filter(|r| !r.instructor).collect();
+    let not_run = shown
         .iter()
         .filter(|r| matches!(r.outcome, Outcome::NotRun(_)))
         .count();
     let mut summary = format!(
         "Score: {:.2} / {:.2}",
-        score,
-        results.iter().map(|r| r.max_score).sum::<f64>()
+        shown.iter().map(|r| r.score).sum::<f64>(),
+        shown.iter().map(|r| r.max_score).sum::<f64>()
     );
+    let hidden = results.len() - shown.len();
+    if hidden > 0 {
+        summary.push_str(&format!(" on the tests shown now; {hidden} instructor tests count too, and appear here once grades are published."));
+    }
     if not_run > 0 {
         summary.push_str(&format!("\n\n**{not_run} tests were not run** because the grader had no root; they score 0 until graded on a machine with root."));
     }
@@ -321,7 +497,7 @@ pub fn gradescope(results: &[TestResult], seconds: f64) -> Value {
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": results.iter().map(|r| json!({
-            "name": format!("{} {} — {}", r.step, r.step_title, r.test),
+            "name": format!("{} {} — {}", r.step, r.step_title, r.label()),
             "number": r.step,
             "score": round2(r.score),
             "max_score": round2(r.max_score),
@@ -331,8 +507,14 @@ pub fn gradescope(results: &[TestResult], seconds: f64) -> Value {
                 other => format!("{}\n{}", status_word(other), r.output).trim_end().to_string(),
             },
             "output_format": "text",
-            "tags": [format!("lab {}", r.lab)],
-            "visibility": "visible",
+            "tags": if r.instructor {
+                vec![format!("lab {}", r.lab), "instructor".to_string()]
+            } else {
+                vec![format!("lab {}", r.lab)]
+            },
+            // Students see an instructor test (its name, output and score)
+            // only once the instructor publishes the grades.
+            "visibility": if r.instructor { "after_published" } else { "visible" },
         })).collect::<Vec<_>>(),
     })
 }
@@ -345,7 +527,7 @@ pub fn classroom(results: &[TestResult]) -> Value {
         "status": if all_passed { "pass" } else { "fail" },
         "max_score": round2(results.iter().map(|r| r.max_score).sum()),
         "tests": results.iter().map(|r| json!({
-            "name": format!("{} {}", r.step, r.test),
+            "name": format!("{} {}", r.step, r.label()),
             "status": match r.outcome { Outcome::Passed => "pass", Outcome::Failed | Outcome::NotRun(_) => "fail", Outcome::TimedOut => "error" },
             "message": match &r.outcome { Outcome::NotRun(why) => format!("not run: {why}"), other => status_word(other).to_string() },
             "test_code": r.test,
@@ -400,7 +582,7 @@ pub fn junit(results: &[TestResult]) -> String {
         for r in rs {
             out.push_str(&format!(
                 "    <testcase classname=\"step.{step}\" name=\"{}\" time=\"{:.3}\">",
-                xml_escape(&r.test),
+                xml_escape(&r.label()),
                 r.seconds
             ));
             match &r.outcome {
@@ -435,7 +617,7 @@ pub fn table(results: &[TestResult]) -> String {
             r.step,
             status_word(&r.outcome),
             r.score,
-            r.test
+            r.label()
         ));
         if let Outcome::NotRun(why) = &r.outcome {
             out.push_str(&format!("{:>26}{why}\n", ""));
@@ -444,9 +626,28 @@ pub fn table(results: &[TestResult]) -> String {
     let score: f64 = results.iter().map(|r| r.score).sum();
     let max: f64 = results.iter().map(|r| r.max_score).sum();
     let passed = results.iter().filter(|r| r.passed()).count();
+    out.push_str(&format!("\nscore {score:.2} / {max:.2}\n"));
+    let instructor: Vec<&TestResult> = results.iter().filter(|r| r.instructor).collect();
+    if !instructor.is_empty() {
+        out.push_str(&format!(
+            "of which {} instructor tests: {:.2} / {:.2}\n",
+            instructor.len(),
+            instructor.iter().map(|r| r.score).sum::<f64>(),
+            instructor.iter().map(|r| r.max_score).sum::<f64>()
+        ));
+    }
+    let not_run = results
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::NotRun(_)))
+        .count();
     out.push_str(&format!(
-        "\nscore {score:.2} / {max:.2}\n{passed} passed, {} failed\n",
-        results.len() - passed
+        "{passed} passed, {} failed{}\n",
+        results.len() - passed - not_run,
+        if not_run > 0 {
+            format!(", {not_run} not run")
+        } else {
+            String::new()
+        }
     ));
     out
 }
@@ -458,9 +659,10 @@ pub fn run(
     out: Option<&Path>,
     only: Option<&str>,
     timeout: u64,
+    vm: Option<Vm>,
 ) -> Result<()> {
     let started = Instant::now();
-    let results = grade(submission, only, Duration::from_secs(timeout))?;
+    let results = grade(submission, only, Duration::from_secs(timeout), vm)?;
     let seconds = started.elapsed().as_secs_f64();
     let text = match format {
         "gradescope" => serde_json::to_string_pretty(&gradescope(&results, seconds))?,
@@ -490,6 +692,7 @@ mod tests {
             step: step.into(),
             step_title: "A step".into(),
             test: test.into(),
+            instructor: test.starts_with("instructor::"),
             output: if outcome == Outcome::Failed {
                 "assertion failed: <left> & \"right\"".into()
             } else {
@@ -510,13 +713,14 @@ mod tests {
                 0.0,
             ),
             r("01.2", "steps::d", Outcome::TimedOut, 0.0),
+            r("01.2", "instructor::e", Outcome::Passed, 2.5),
         ]
     }
 
     #[test]
     fn gradescope_has_the_documented_fields() {
         let v = gradescope(&sample(), 12.4);
-        assert_eq!(v["score"], 2.5);
+        assert_eq!(v["score"], 5.0);
         assert_eq!(v["execution_time"], 12);
         assert!(
             ["text", "html", "simple_format", "md", "ansi"]
@@ -558,6 +762,29 @@ mod tests {
                 .unwrap()
                 .starts_with("not run: needs root")
         );
+        // The summary counts only the tests students see now.
+        assert!(
+            v["output"].as_str().unwrap().starts_with(
+                "Score: 2.50 / 10.00 on the tests shown now; 1 instructor tests count too"
+            ),
+            "{}",
+            v["output"]
+        );
+        // Instructor tests appear once grades are published, and say what
+        // they are; the others are visible at once.
+        let tests = v["tests"].as_array().unwrap();
+        let instructor = &tests[4];
+        assert_eq!(instructor["visibility"], "after_published");
+        assert_eq!(
+            instructor["name"],
+            "01.2 A step — (instructor) instructor::e"
+        );
+        assert_eq!(instructor["tags"], json!(["lab 01", "instructor"]));
+        assert_eq!(instructor["score"], 2.5);
+        for t in &tests[..4] {
+            assert_eq!(t["visibility"], "visible", "{t}");
+            assert!(!t["name"].as_str().unwrap().contains("instructor"), "{t}");
+        }
     }
 
     #[test]
@@ -565,9 +792,11 @@ mod tests {
         let v = classroom(&sample());
         assert_eq!(v["version"], 1);
         assert_eq!(v["status"], "fail");
-        assert_eq!(v["max_score"], 10.0);
+        assert_eq!(v["max_score"], 12.5);
         let tests = v["tests"].as_array().unwrap();
-        assert_eq!(tests.len(), 4);
+        assert_eq!(tests.len(), 5);
+        assert_eq!(tests[4]["name"], "01.2 (instructor) instructor::e");
+        assert_eq!(tests[0]["name"], "01.1 lib::a");
         for t in tests {
             for field in [
                 "name",
@@ -585,7 +814,7 @@ mod tests {
         }
         // The reporter sums test scores against max_score.
         let sum: f64 = tests.iter().map(|t| t["score"].as_f64().unwrap()).sum();
-        assert_eq!(sum, 2.5);
+        assert_eq!(sum, 5.0);
     }
 
     #[test]
@@ -593,8 +822,12 @@ mod tests {
         let x = junit(&sample());
         assert!(x.starts_with("<?xml"));
         assert!(x.contains(
-            "<testsuites name=\"containers the hard way\" tests=\"4\" failures=\"2\" skipped=\"1\">"
+            "<testsuites name=\"containers the hard way\" tests=\"5\" failures=\"2\" skipped=\"1\">"
         ));
+        assert!(
+            x.contains("<testcase classname=\"step.01.2\" name=\"(instructor) instructor::e\"")
+        );
+        assert!(x.contains("<testcase classname=\"step.01.1\" name=\"lib::a\""));
         assert!(x.contains("<skipped message=\"not run: needs root\"/>"));
         assert!(x.contains("&lt;left&gt; &amp; &quot;right&quot;"));
         assert_eq!(x.matches("<testsuite ").count(), 2);
@@ -607,8 +840,66 @@ mod tests {
     #[test]
     fn table_ends_with_a_plain_summary() {
         let t = table(&sample());
-        assert!(t.contains("score 2.50 / 10.00"));
-        assert!(t.trim_end().ends_with("1 passed, 3 failed"));
+        assert!(t.contains("score 5.00 / 12.50\nof which 1 instructor tests: 2.50 / 2.50\n"));
+        assert!(t.contains("  (instructor) instructor::e\n"), "{t}");
+        assert!(t.trim_end().ends_with("2 passed, 2 failed, 1 not run"));
+        // Without instructor tests there is no line about them.
+        let t = table(&sample()[..4]);
+        assert!(!t.contains("instructor"), "{t}");
+    }
+
+    #[test]
+    fn a_submission_gets_the_references_tests_and_test_crates() {
+        let dir = tempfile::tempdir().unwrap();
+        let (reference, submission, into) = (
+            dir.path().join("reference"),
+            dir.path().join("submission"),
+            dir.path().join("into"),
+        );
+        let write = |root: &Path, rel: &str, text: &str| {
+            let path = root.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        let manifest = "lab = \"01\"\ntitle = \"x\"\nbook = \"x.md\"\n[[step]]\nid = \"01.1\"\ntitle = \"One\"\nbook = \"x.md#one\"\npoints = 2\nroot = false\ntests = [\"steps::a\"]\n";
+        write(
+            &reference,
+            "labs/01-x/steps.toml",
+            &format!("{manifest}instructor_tests = [\"instructor::b\"]\nhints = [\"h\"]\n"),
+        );
+        write(&reference, "labs/01-x/tests/steps.rs", "fn a() {}");
+        write(&reference, "labs/01-x/tests/instructor.rs", "fn b() {}");
+        write(&reference, "labs/01-x/src/lib.rs", "reference code");
+        write(&reference, "probe/src/main.rs", "reference probe");
+        write(&reference, "testkit/src/lib.rs", "reference testkit");
+        // The starter lacks the instructor tests; the student changed a
+        // test, the test helpers and the probe.
+        write(
+            &submission,
+            "labs/01-x/steps.toml",
+            &format!("{manifest}hints = [\"h\"]\n"),
+        );
+        write(
+            &submission,
+            "labs/01-x/tests/steps.rs",
+            "fn a() { /* passes */ }",
+        );
+        write(&submission, "labs/01-x/src/lib.rs", "student code");
+        write(&submission, "probe/src/main.rs", "student probe");
+        write(&submission, "testkit/src/lib.rs", "student testkit");
+        write(&submission, "testkit/src/extra.rs", "student helper");
+        std::fs::create_dir_all(&into).unwrap();
+
+        prepare_submission(&submission, &reference, &into).unwrap();
+        let read = |rel: &str| std::fs::read_to_string(into.join(rel)).unwrap();
+        assert_eq!(read("labs/01-x/src/lib.rs"), "student code");
+        assert_eq!(read("labs/01-x/tests/steps.rs"), "fn a() {}");
+        assert_eq!(read("labs/01-x/tests/instructor.rs"), "fn b() {}");
+        assert_eq!(read("probe/src/main.rs"), "reference probe");
+        assert_eq!(read("testkit/src/lib.rs"), "reference testkit");
+        assert!(!into.join("testkit/src/extra.rs").exists());
+        let labs = crate::steps::load_all(&into).unwrap();
+        assert_eq!(labs[0].steps[0].instructor_tests, ["instructor::b"]);
     }
 
     #[test]
@@ -632,8 +923,21 @@ mod tests {
 
     #[test]
     fn grading_step_01_1_of_the_reference_gives_full_points() {
-        let results = grade(None, Some("01.1"), Duration::from_secs(120)).unwrap();
-        assert_eq!(results.len(), 4);
+        let results = grade(None, Some("01.1"), Duration::from_secs(120), None).unwrap();
+        let labs = crate::steps::load_all(&setup::workspace()).unwrap();
+        let step = labs[0].steps.iter().find(|s| s.id == "01.1").unwrap();
+        assert_eq!(
+            results.len(),
+            step.tests.len() + step.instructor_tests.len()
+        );
+        // The step's points are shared by all its tests, instructor tests too.
+        let max: f64 = results.iter().map(|r| r.max_score).sum();
+        assert!((max - step.points as f64).abs() < 1e-9, "{max}");
+        assert_eq!(
+            results.iter().filter(|r| r.instructor).count(),
+            step.instructor_tests.len()
+        );
+        assert!(!step.instructor_tests.is_empty());
         for r in &results {
             if testkit_like_root() || !r.test.contains("container") {
                 assert_eq!(r.outcome, Outcome::Passed, "{}: {}", r.test, r.output);

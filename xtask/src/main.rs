@@ -82,6 +82,16 @@ enum Command {
         /// Seconds each test may take.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// Run the steps that need root in a QEMU machine (no privileges
+        /// needed): for graders in unprivileged containers.
+        #[arg(long)]
+        vm: bool,
+        /// With --vm: the kernel to boot (by default the newest in /boot).
+        #[arg(long, requires = "vm")]
+        kernel: Option<std::path::PathBuf>,
+        /// With --vm: use KVM instead of QEMU's emulator.
+        #[arg(long, requires = "vm")]
+        kvm: bool,
     },
     /// Run the kernel tests in a QEMU machine whose only cgroup hierarchy is v2.
     Vmtest {
@@ -131,12 +141,16 @@ fn main() -> Result<()> {
             out,
             only,
             timeout,
+            vm,
+            kernel,
+            kvm,
         } => grade::run(
             submission.as_deref(),
             &format,
             out.as_deref(),
             only.as_deref(),
             timeout,
+            vm.then_some(grade::Vm { kernel, kvm }),
         ),
     }
 }

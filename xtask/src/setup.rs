@@ -127,6 +127,22 @@ pub fn install_mdbook() -> Result<()> {
     )
 }
 
+/// True when this process can make what the kernel tests make: root, and
+/// allowed to create namespaces and mount (a container without
+/// `CAP_SYS_ADMIN`, or with a seccomp filter, is root but cannot).
+pub fn can_make_containers() -> bool {
+    is_root()
+        && Command::new("unshare")
+            .args([
+                "--mount", "--net", "--pid", "--fork", "--", "mount", "-t", "tmpfs", "probe",
+                "/mnt",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
 /// The path of a binary built in this workspace's target directory.
 pub fn target_bin(profile: &str, name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")

@@ -3,6 +3,13 @@
 //! Every course tool reads the steps from these files. The checks here make
 //! sure a manifest never names a test, a book section or a hint that does
 //! not exist.
+//!
+//! A step has two lists of tests. `tests` are the ones students have: the
+//! student runner (`cargo xtask check`) runs them, and they ship in the
+//! starter repository. `instructor_tests` are kept from students: they live
+//! in each lab's `tests/instructor.rs`, which the starter export leaves out
+//! (together with the `instructor_tests` lines of the manifests), and the
+//! grader puts them back and scores them with the others.
 
 use std::path::{Path, PathBuf};
 
@@ -30,9 +37,26 @@ pub struct Step {
     pub book: String,
     pub points: u32,
     pub root: bool,
+    /// The tests students have and `cargo xtask check` runs.
     pub tests: Vec<String>,
+    /// Tests only the grader runs, named like `tests` (normally
+    /// `instructor::NAME`, a test in `tests/instructor.rs`). Absent from the
+    /// starter's manifests.
+    #[serde(default)]
+    pub instructor_tests: Vec<String>,
     pub hints: Vec<String>,
 }
+
+impl Step {
+    /// Every test that scores this step: the students' tests, then the
+    /// instructor tests.
+    pub fn all_tests(&self) -> impl Iterator<Item = &String> {
+        self.tests.iter().chain(&self.instructor_tests)
+    }
+}
+
+/// The test target that holds instructor tests: `tests/instructor.rs`.
+pub const INSTRUCTOR_TARGET: &str = "instructor";
 
 /// Reads every lab's manifest, in lab order.
 pub fn load_all(workspace: &Path) -> Result<Vec<Lab>> {
@@ -152,9 +176,29 @@ pub fn check(workspace: &Path) -> Result<Vec<String>> {
             if step.tests.is_empty() {
                 problems.push(format!("{at}: no tests check it"));
             }
-            for t in &step.tests {
+            for t in step.all_tests() {
                 if !test_exists(&lab.dir, t) {
                     problems.push(format!("{at}: test {t} does not exist"));
+                }
+            }
+            for t in &step.tests {
+                if t.starts_with(&format!("{INSTRUCTOR_TARGET}::")) {
+                    problems.push(format!(
+                        "{at}: test {t} is an instructor test, which the starter does not have: list it in instructor_tests"
+                    ));
+                }
+            }
+            for t in &step.instructor_tests {
+                if !t.starts_with(&format!("{INSTRUCTOR_TARGET}::")) {
+                    problems.push(format!(
+                        "{at}: instructor test {t} must be in tests/{INSTRUCTOR_TARGET}.rs (named {INSTRUCTOR_TARGET}::NAME), the file the starter export leaves out"
+                    ));
+                }
+            }
+            let mut seen = std::collections::HashSet::new();
+            for t in step.all_tests() {
+                if !seen.insert(t) {
+                    problems.push(format!("{at}: test {t} is listed twice"));
                 }
             }
             if step.hints.is_empty() || step.hints.iter().any(|h| h.trim().is_empty()) {
@@ -224,5 +268,57 @@ mod tests {
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("test lib::imaginary does not exist"));
         assert!(problems[1].contains("no heading with id step-011-two"));
+    }
+
+    #[test]
+    fn instructor_tests_are_checked_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let lab = dir.path().join("labs/01-x");
+        std::fs::create_dir_all(lab.join("src")).unwrap();
+        std::fs::create_dir_all(lab.join("tests")).unwrap();
+        std::fs::create_dir_all(dir.path().join("book/src")).unwrap();
+        std::fs::write(dir.path().join("book/src/x.md"), "# X\n## Step 01.1: One\n").unwrap();
+        std::fs::write(lab.join("src/lib.rs"), "#[test] fn real() {}\n").unwrap();
+        std::fs::write(lab.join("tests/instructor.rs"), "#[test] fn hidden() {}\n").unwrap();
+        let manifest = |tests: &str, instructor: &str| {
+            format!(
+                "lab = \"01\"\ntitle = \"x\"\nbook = \"x.md\"\n[[step]]\nid = \"01.1\"\ntitle = \"One\"\nbook = \"x.md#step-011-one\"\npoints = 1\nroot = false\ntests = [{tests}]\n{instructor}hints = [\"h\"]\n"
+            )
+        };
+        // Without the field a step has no instructor tests.
+        std::fs::write(lab.join("steps.toml"), manifest("\"lib::real\"", "")).unwrap();
+        assert!(check(dir.path()).unwrap().is_empty());
+        let labs = load_all(dir.path()).unwrap();
+        assert!(labs[0].steps[0].instructor_tests.is_empty());
+
+        std::fs::write(
+            lab.join("steps.toml"),
+            manifest(
+                "\"lib::real\"",
+                "instructor_tests = [\"instructor::hidden\"]\n",
+            ),
+        )
+        .unwrap();
+        assert!(check(dir.path()).unwrap().is_empty());
+        let labs = load_all(dir.path()).unwrap();
+        assert_eq!(
+            labs[0].steps[0].all_tests().collect::<Vec<_>>(),
+            ["lib::real", "instructor::hidden"]
+        );
+
+        std::fs::write(
+            lab.join("steps.toml"),
+            manifest(
+                "\"lib::real\", \"instructor::hidden\"",
+                "instructor_tests = [\"instructor::gone\", \"lib::real\"]\n",
+            ),
+        )
+        .unwrap();
+        let problems = check(dir.path()).unwrap();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems[0].contains("test instructor::gone does not exist"));
+        assert!(problems[1].contains("list it in instructor_tests"));
+        assert!(problems[2].contains("instructor test lib::real must be in tests/instructor.rs"));
+        assert!(problems[3].contains("test lib::real is listed twice"));
     }
 }

@@ -13,6 +13,13 @@
 //! compiles and each step's tests fail with that message until the student
 //! writes the code. The book in the export includes the same source files,
 //! so it is the student edition without further work.
+//!
+//! Instructor tests stay out of the export: each lab's `tests/instructor.rs`
+//! (and a `tests/instructor/` folder and `instructor__*` snapshots, should
+//! there be any) is left out, and the `instructor_tests` entries are cut
+//! from the exported `steps.toml` files, so the starter's manifests name
+//! only tests the starter has. The grader copies both back from the
+//! reference (see `grade::prepare_submission`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +30,73 @@ use crate::setup;
 
 /// Files the export leaves out: CI, which would fail on a starter.
 const LEFT_OUT: [&str; 1] = [".ci/"];
+
+/// True for a file that only instructors have: a lab's instructor test
+/// target (`labs/NN-*/tests/instructor.rs` or anything under
+/// `labs/NN-*/tests/instructor/`) or an insta snapshot of it (a file whose
+/// name starts with `instructor__`, which is how insta names the snapshots
+/// of the `instructor` target).
+pub fn is_instructor_only(rel: &Path) -> bool {
+    let parts: Vec<&str> = rel
+        .components()
+        .map(|c| c.as_os_str().to_str().unwrap_or(""))
+        .collect();
+    let target = crate::steps::INSTRUCTOR_TARGET;
+    match parts.as_slice() {
+        ["labs", _, "tests", first, ..] => {
+            *first == format!("{target}.rs")
+                || *first == target
+                || parts
+                    .last()
+                    .is_some_and(|name| name.starts_with(&format!("{target}__")))
+        }
+        ["labs", .., name] => name.starts_with(&format!("{target}__")),
+        _ => false,
+    }
+}
+
+/// Removes the `instructor_tests = [...]` entries (on one line or spread
+/// over several) from a step manifest, keeping everything else as it is.
+/// The result is checked: it must parse, and equal the original with
+/// those entries removed.
+pub fn strip_instructor_tests(manifest: &str) -> Result<String> {
+    let mut out = Vec::new();
+    let mut in_list = false;
+    for line in manifest.lines() {
+        if in_list {
+            in_list = !line.contains(']');
+            continue;
+        }
+        let key = line.trim_start();
+        let is_entry = key
+            .strip_prefix("instructor_tests")
+            .is_some_and(|rest| rest.trim_start().starts_with('='));
+        if is_entry {
+            let value = key.split_once('=').map_or("", |(_, v)| v);
+            in_list = value.contains('[') && !value.contains(']');
+            continue;
+        }
+        out.push(line);
+    }
+    let text = out.join("\n") + if manifest.ends_with('\n') { "\n" } else { "" };
+
+    let mut want: toml::Value = toml::from_str(manifest)?;
+    if let Some(steps) = want.get_mut("step").and_then(|s| s.as_array_mut()) {
+        for step in steps {
+            if let Some(table) = step.as_table_mut() {
+                table.remove("instructor_tests");
+            }
+        }
+    }
+    let got: toml::Value = toml::from_str(&text)
+        .context("the manifest without its instructor tests is not valid TOML")?;
+    if got != want {
+        bail!(
+            "cutting the instructor_tests entries changed more than those entries; write each as `instructor_tests = [...]` with nothing else on its lines"
+        );
+    }
+    Ok(text)
+}
 
 /// What a cut removed from one file.
 #[derive(Debug, Default)]
@@ -103,12 +177,20 @@ pub fn export(root: &Path, out: &Path) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     for rel in repository_files(root)? {
         let name = rel.to_string_lossy();
-        if LEFT_OUT.iter().any(|p| name.starts_with(p)) || !root.join(&rel).is_file() {
+        if LEFT_OUT.iter().any(|p| name.starts_with(p))
+            || is_instructor_only(&rel)
+            || !root.join(&rel).is_file()
+        {
             continue;
         }
         let dst = out.join(&rel);
         std::fs::create_dir_all(dst.parent().unwrap())?;
-        if name.starts_with("labs/") && name.ends_with(".rs") {
+        if name.starts_with("labs/") && name.ends_with("/steps.toml") {
+            let manifest = std::fs::read_to_string(root.join(&rel))?;
+            let stripped =
+                strip_instructor_tests(&manifest).with_context(|| format!("in {name}"))?;
+            std::fs::write(&dst, stripped)?;
+        } else if name.starts_with("labs/") && name.ends_with(".rs") {
             let source = std::fs::read_to_string(root.join(&rel))?;
             let mut cut = cut_solutions(&source).with_context(|| format!("in {name}"))?;
             if name.ends_with("src/lib.rs") {
@@ -240,6 +322,53 @@ mod tests {
         assert!(!out.join(".ci/run").exists());
         assert!(out.join(".github/workflows/classroom.yml").exists());
 
+        // No instructor test, snapshot or test name reaches the starter.
+        let reference_labs = crate::steps::load_all(&root).unwrap();
+        let hidden: Vec<&str> = reference_labs
+            .iter()
+            .flat_map(|l| &l.steps)
+            .flat_map(|s| &s.instructor_tests)
+            .map(|t| t.rsplit("::").next().unwrap())
+            .collect();
+        assert!(!hidden.is_empty(), "the reference has no instructor tests");
+        for lab in &reference_labs {
+            let rel = lab.dir.strip_prefix(&root).unwrap();
+            if lab.steps.iter().any(|s| !s.instructor_tests.is_empty()) {
+                assert!(lab.dir.join("tests/instructor.rs").exists());
+            }
+            assert!(!out.join(rel).join("tests/instructor.rs").exists());
+            assert!(!out.join(rel).join("tests/instructor").exists());
+            let manifest = std::fs::read_to_string(out.join(rel).join("steps.toml")).unwrap();
+            assert!(!manifest.contains("instructor"), "{manifest}");
+        }
+        let instructor_files: Vec<PathBuf> = walk(&out)
+            .into_iter()
+            .filter(|p| {
+                is_instructor_only(p.strip_prefix(&out).unwrap())
+                    || p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("instructor__"))
+            })
+            .collect();
+        assert!(instructor_files.is_empty(), "{instructor_files:?}");
+        let named: Vec<&&str> = hidden
+            .iter()
+            .filter(|name| exported.contains(**name))
+            .collect();
+        assert!(
+            named.is_empty(),
+            "the starter names instructor tests: {named:?}"
+        );
+        let starter_labs = crate::steps::load_all(&out).unwrap();
+        assert!(
+            starter_labs
+                .iter()
+                .flat_map(|l| &l.steps)
+                .all(|s| s.instructor_tests.is_empty())
+        );
+        // The starter's manifests name only tests the starter has.
+        let problems = crate::steps::check(&out).unwrap();
+        assert!(problems.is_empty(), "{problems:#?}");
+
         // It compiles, and a step's test fails with the step's message.
         // Its own build directory: see `grade` on why trees must not share one.
         let target = root.join("target/course-starter");
@@ -271,6 +400,43 @@ mod tests {
             !text.contains("error[E"),
             "the starter does not compile:\n{text}"
         );
+    }
+
+    #[test]
+    fn instructor_files_are_recognised() {
+        for yes in [
+            "labs/01-namespaces/tests/instructor.rs",
+            "labs/02-cgroups/tests/instructor/mod.rs",
+            "labs/03-overlayfs/tests/snapshots/instructor__tree.snap",
+            "labs/03-overlayfs/src/snapshots/instructor__x.snap",
+        ] {
+            assert!(is_instructor_only(Path::new(yes)), "{yes}");
+        }
+        for no in [
+            "labs/01-namespaces/tests/steps.rs",
+            "labs/01-namespaces/tests/snapshots/steps__mounts.snap",
+            "labs/01-namespaces/src/instructor.rs",
+            "xtask/src/instructor.rs",
+            "book/src/instructor.md",
+        ] {
+            assert!(!is_instructor_only(Path::new(no)), "{no}");
+        }
+    }
+
+    #[test]
+    fn instructor_tests_are_cut_from_manifests() {
+        let manifest = "lab = \"01\"\n\n[[step]]\nid = \"01.1\"\ntests = [\"lib::a\"]\ninstructor_tests = [\"instructor::b\"]\nhints = [\"h\"]\n\n[[step]]\nid = \"01.2\"\ntests = [\n  \"lib::c\",\n]\ninstructor_tests = [\n  \"instructor::d\",\n  \"instructor::e\",\n]\nhints = [\"h\"]\n";
+        let cut = strip_instructor_tests(manifest).unwrap();
+        assert_eq!(
+            cut,
+            "lab = \"01\"\n\n[[step]]\nid = \"01.1\"\ntests = [\"lib::a\"]\nhints = [\"h\"]\n\n[[step]]\nid = \"01.2\"\ntests = [\n  \"lib::c\",\n]\nhints = [\"h\"]\n"
+        );
+        // A manifest without instructor tests is left alone.
+        assert_eq!(strip_instructor_tests(&cut).unwrap(), cut);
+        // A form the cut cannot handle is refused, not half cut.
+        let odd = "[[step]]\ninstructor_tests = [ # a comment with ]\n  \"instructor::b\",\n]\n";
+        assert!(toml::from_str::<toml::Value>(odd).is_ok());
+        assert!(strip_instructor_tests(odd).is_err());
     }
 
     fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -151,7 +151,7 @@ pub fn run(install: bool) -> Result<()> {
 
     if setup::is_root() {
         stage("the grader: the reference scores every point, the starter none");
-        let reference = crate::grade::grade(None, None, std::time::Duration::from_secs(300))?;
+        let reference = crate::grade::grade(None, None, std::time::Duration::from_secs(300), None)?;
         let (score, max) = totals(&reference);
         eprintln!("reference: {score:.2} / {max:.2}");
         if score < max {
@@ -164,8 +164,12 @@ pub fn run(install: bool) -> Result<()> {
             .prefix("berth-starter-")
             .tempdir()?;
         crate::student::export(&setup::workspace(), dir.path())?;
-        let starter =
-            crate::grade::grade(Some(dir.path()), None, std::time::Duration::from_secs(300))?;
+        let starter = crate::grade::grade(
+            Some(dir.path()),
+            None,
+            std::time::Duration::from_secs(300),
+            None,
+        )?;
         let (score, _) = totals(&starter);
         let silent: Vec<&str> = starter
             .iter()

@@ -1,5 +1,6 @@
 //! `cargo xtask vmtest`: runs the kernel tests on a machine that has only
-//! cgroup v2, whatever the host has.
+//! cgroup v2, whatever the host has. The grader uses the same machine, through
+//! [`run_tests`], to run single tests that need root when it has none.
 //!
 //! Many hosts (this one included) still mount the cgroup v1 controllers, and
 //! a lab about cgroups must be checked against the unified hierarchy that
@@ -25,10 +26,17 @@
 //!    directories on an ext4 filesystem in a RAM disk ([`SCRATCH`]). The
 //!    console is the serial port, which QEMU writes to its standard output;
 //!    this command shows it and keeps it in `target/vmtest/console.log`.
-//!    Each test executable runs between two marker lines, the second with
-//!    its exit code, and then the machine powers off. The command passes
+//!    Each test executable runs between two marker lines, the first with the
+//!    machine's uptime and the second with the executable's exit code and
+//!    the uptime again, and then the machine powers off. The command passes
 //!    only if every executable reported exit code 0 and the machine
 //!    reported no error while setting itself up.
+//!
+//! [`run_tests`] takes the same steps for a list of single tests in any
+//! workspace (the grader's copy of a submission): it builds the executables
+//! that hold them, boots the machine once, runs each test alone between its
+//! own markers, under busybox's `timeout`, and cuts each test's output and
+//! exit code out of the console.
 //!
 //! On a Debian 12 machine the kernel in /boot is 6.1, often older than the
 //! one the host runs, which is the point for lab 03: Linux 6.1 has no
@@ -36,7 +44,7 @@
 //! `mount(2)`'s option string (`Api::Legacy`), the path a newer host does
 //! not take by default.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -115,6 +123,9 @@ const BUSYBOX: &str = "/bin/busybox";
 /// once on a panic, which `-no-reboot` turns into QEMU exiting.
 const KERNEL_ARGS: &str = "console=ttyS0 panic=-1 cgroup_no_v1=all quiet";
 
+/// The marker the machine prints before each test executable runs.
+const BEGIN_MARKER: &str = "VMTEST-BEGIN";
+
 /// The marker the machine prints after each test executable.
 const RESULT_MARKER: &str = "VMTEST-RESULT";
 
@@ -125,15 +136,33 @@ const ERROR_MARKER: &str = "VMTEST-ERROR";
 /// The default for `--timeout`, in seconds: the whole run, boot included.
 pub const DEFAULT_TIMEOUT: u64 = 20 * 60;
 
-/// One test executable to run in the machine.
+/// What [`run_tests`] allows the machine besides the tests themselves:
+/// booting, copying the initramfs into a tmpfs, loading the modules and
+/// powering off. Under QEMU's emulator these take about 20 seconds on a
+/// 2-core host; the rest is room for a slower one.
+const MACHINE_ALLOWANCE: Duration = Duration::from_secs(5 * 60);
+
+/// What [`run_tests`] allows each test beyond its own timeout: busybox's
+/// `timeout` looks at the clock once a second, and the shell starts each
+/// test with a few programs.
+const TEST_ALLOWANCE: Duration = Duration::from_secs(15);
+
+/// The exit status the machine's shell reports for a program killed by
+/// SIGKILL (128 + 9), which is how busybox's `timeout -s KILL` ends a test.
+const KILLED: i32 = 128 + 9;
+
+/// One test executable to run in the machine, with its arguments.
 #[derive(Debug)]
 struct Suite {
-    /// `package/target`, as the markers name it.
+    /// The name the markers give it: `package/target` for a whole
+    /// executable, `package/target::path` for a single test.
     name: String,
     /// The package's directory, where cargo would run the test.
     crate_dir: PathBuf,
     executable: PathBuf,
     args: Vec<String>,
+    /// Whole seconds after which busybox's `timeout` kills it, if any.
+    timeout: Option<u64>,
 }
 
 /// Builds everything, boots the machine, runs the tests there and checks
@@ -141,57 +170,65 @@ struct Suite {
 /// runs the machine with KVM instead of QEMU's emulator.
 pub fn run(kernel: Option<&Path>, timeout: Duration, kvm: bool) -> Result<()> {
     let started = Instant::now();
-    let kernel = match kernel {
-        Some(path) => path.to_path_buf(),
-        None => newest_kernel(Path::new("/boot"))?,
-    };
-    match File::open(&kernel) {
-        Ok(_) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => bail!(
-            "cannot read the kernel image {k} ({err}); the tests boot it in QEMU. \
-             Run as root, make it readable (sudo chmod a+r {k}), or pass --kernel",
-            k = kernel.display()
-        ),
-        Err(err) => bail!("cannot read the kernel image {}: {err}", kernel.display()),
-    }
+    let kernel = Kernel::find(kernel)?;
     let workspace = setup::workspace();
     let out_dir = workspace.join("target/vmtest");
-    std::fs::create_dir_all(&out_dir)?;
 
-    let release = kernel_release(&kernel)?;
-    let modules = Modules::find(Path::new("/lib/modules"), &release)?;
-
-    let (suites, programs) = build_tests(&workspace)?;
-    let probe = crate::test::build_probe()?;
+    let builder = Builder::new(&workspace, None, true)?;
+    let mut suites = Vec::new();
+    let mut programs = Vec::new();
+    for (package, target, args) in SUITES {
+        let built = builder.build(package, target)?;
+        suites.push(Suite {
+            name: format!("{package}/{target}"),
+            crate_dir: built.crate_dir,
+            executable: built.executable,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            timeout: None,
+        });
+        programs.extend(built.programs);
+    }
+    let machine = Machine {
+        kernel: &kernel,
+        workspace: &workspace,
+        out_dir: &out_dir,
+        timeout,
+        kvm,
+        echo: Echo::Stdout,
+    };
+    let initramfs = machine.pack(&suites, &programs)?;
     let built = started.elapsed();
 
-    let initramfs = out_dir.join("initramfs.cpio");
-    let archive = contents(&workspace, &suites, &programs, &probe, &modules)?;
-    archive.write(&initramfs)?;
-    eprintln!(
-        "initramfs: {} ({} MB, {} entries)",
-        initramfs.display(),
-        std::fs::metadata(&initramfs)?.len() / 1_000_000,
-        archive.entries.len()
-    );
-
-    let log = out_dir.join("console.log");
     let booted = Instant::now();
-    let console = boot(&kernel, &initramfs, &log, timeout, kvm)?;
+    let console = machine.boot(&initramfs)?;
+    let log = &console.log;
+    match &console.ended {
+        Ended::Exited => {}
+        Ended::Killed(after) => bail!(
+            "the VM did not power off within {after:?}; QEMU was killed. The console output is in {}",
+            log.display()
+        ),
+        Ended::Failed(status) => bail!(
+            "QEMU failed with {status}; the console output is in {}",
+            log.display()
+        ),
+    }
+    let console_text = &console.text;
     let in_vm = booted.elapsed();
 
     let mut failed = Vec::new();
     eprintln!();
-    for line in console.lines().filter(|l| l.contains(ERROR_MARKER)) {
-        eprintln!("vmtest: the machine reported: {}", line.trim());
-        failed.push(line.trim().to_string());
+    for line in machine_errors(console_text) {
+        eprintln!("vmtest: the machine reported: {line}");
+        failed.push(line);
     }
     for suite in &suites {
-        match exit_code(&console, &suite.name) {
+        let report = Report::cut(console_text, &suite.name);
+        match report.code {
             Some(0) => eprintln!(
                 "vmtest: {} passed ({})",
                 suite.name,
-                summary(&console, &suite.name)
+                summary(&report.output)
             ),
             Some(code) => {
                 eprintln!("vmtest: {} FAILED (exit code {code})", suite.name);
@@ -218,6 +255,344 @@ pub fn run(kernel: Option<&Path>, timeout: Duration, kvm: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// One test for [`run_tests`], named as `cargo test -p PACKAGE --test
+/// TARGET -- --exact NAME` (or `--lib` for the target `lib`) selects it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct VmTest {
+    /// The package's name, as in its Cargo.toml.
+    pub package: String,
+    /// `lib` for the unit tests in the package's src/, or the name of an
+    /// integration test (its file name in tests/, without `.rs`).
+    pub target: String,
+    /// The test's full path in its executable, as libtest prints it
+    /// (`namespace::tests::parses_namespace_links`, `step_01_2_hostname_and_pid_1`).
+    pub name: String,
+}
+
+impl VmTest {
+    /// The name the console markers give the test:
+    /// `package/target::name`.
+    fn label(&self) -> String {
+        format!("{}/{}::{}", self.package, self.target, self.name)
+    }
+}
+
+/// How a test ended in the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmStatus {
+    /// It exited with 0, and the test harness said that one test passed.
+    Passed,
+    /// Anything else: it failed, did not build, matched no test, or never
+    /// reported because the machine stopped first. The outcome's output
+    /// says which.
+    Failed,
+    /// busybox's `timeout` killed it when its time ran out.
+    TimedOut,
+}
+
+/// What [`run_tests`] found out about one test.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VmOutcome {
+    /// The test this is the outcome of.
+    pub test: VmTest,
+    pub status: VmStatus,
+    /// What the test printed on the machine's console between its markers
+    /// (the harness's output, and any kernel message printed meanwhile),
+    /// after a first line that explains a failure other than the test's
+    /// own: the executable did not build, no test has the name, the time
+    /// ran out, the machine stopped. A failed test's output ends with any
+    /// error the machine reported while setting itself up.
+    pub output: String,
+    /// How long the test ran, by the machine's clock; 0 when it did not
+    /// start or did not finish.
+    pub seconds: f64,
+}
+
+/// Runs single tests as root in the machine, for the grader.
+///
+/// `workspace` is the cargo workspace that holds the tests (the grader's
+/// copy of a submission), and `target_dir` the `CARGO_TARGET_DIR` it is
+/// built in; the machine's initramfs and console log go to
+/// `target_dir/vmtest`. For each distinct package and target among `tests`
+/// this builds the test executable (`cargo test --no-run`), then it boots
+/// the machine once and runs each test alone, in its package's directory
+/// with the environment `cargo test` would give it, as `EXECUTABLE
+/// --test-threads=1 --exact NAME` under `timeout -s KILL` with `timeout`
+/// (rounded up to whole seconds). The machine as a whole may run for
+/// [`MACHINE_ALLOWANCE`] plus `timeout` and [`TEST_ALLOWANCE`] for each
+/// test; a test it had not finished by then, or when it stopped for any
+/// other reason, fails as not finished.
+///
+/// Returns one outcome for each of `tests`, in the same order. A test whose
+/// executable did not build fails with cargo's errors as its output, and
+/// the machine is not booted when no test built. `kernel` and `kvm` are as
+/// for [`run`]; the console is echoed to standard error. Errors are for
+/// what stops every test from running: no kernel or modules to boot, no
+/// QEMU, no probe, no `cargo metadata`.
+pub fn run_tests(
+    workspace: &Path,
+    target_dir: &Path,
+    tests: &[VmTest],
+    kernel: Option<&Path>,
+    kvm: bool,
+    timeout: Duration,
+) -> Result<Vec<VmOutcome>> {
+    if tests.is_empty() {
+        return Ok(Vec::new());
+    }
+    let started = Instant::now();
+    let kernel = Kernel::find(kernel)?;
+    let target_dir = std::path::absolute(target_dir)?;
+    let builder = Builder::new(workspace, Some(&target_dir), false)?;
+    let seconds = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
+    let seconds = seconds.max(1);
+
+    // Build each executable once, and run each distinct test once.
+    let mut builds: BTreeMap<(&str, &str), std::result::Result<Built, String>> = BTreeMap::new();
+    let mut suites = Vec::new();
+    let mut programs = BTreeSet::new();
+    let mut labels = BTreeSet::new();
+    for test in tests {
+        let key = (test.package.as_str(), test.target.as_str());
+        let built = builds.entry(key).or_insert_with(|| {
+            builder
+                .build(&test.package, &test.target)
+                .map_err(|err| format!("{err:#}"))
+        });
+        let Ok(built) = built else { continue };
+        if !valid_test_name(&test.name) || !labels.insert(test.label()) {
+            continue;
+        }
+        programs.extend(built.programs.iter().cloned());
+        suites.push(Suite {
+            name: test.label(),
+            crate_dir: built.crate_dir.clone(),
+            executable: built.executable.clone(),
+            args: vec!["--exact".into(), test.name.clone()],
+            timeout: Some(seconds),
+        });
+    }
+
+    let console = if suites.is_empty() {
+        None
+    } else {
+        let allowance = MACHINE_ALLOWANCE + (timeout + TEST_ALLOWANCE) * suites.len() as u32;
+        let machine = Machine {
+            kernel: &kernel,
+            workspace,
+            out_dir: &target_dir.join("vmtest"),
+            timeout: allowance,
+            kvm,
+            echo: Echo::Stderr,
+        };
+        let programs: Vec<PathBuf> = programs.into_iter().collect();
+        let initramfs = machine.pack(&suites, &programs)?;
+        let built = started.elapsed();
+        let booted = Instant::now();
+        let console = machine.boot(&initramfs)?;
+        eprintln!(
+            "\nvmtest: build {built:.0?}, machine {:.0?} for {} tests; console log: {}",
+            booted.elapsed(),
+            suites.len(),
+            console.log.display()
+        );
+        Some(console)
+    };
+
+    let outcomes = tests
+        .iter()
+        .map(|test| {
+            let failed = |output: String| VmOutcome {
+                test: test.clone(),
+                status: VmStatus::Failed,
+                output,
+                seconds: 0.0,
+            };
+            if let Err(reason) = &builds[&(test.package.as_str(), test.target.as_str())] {
+                return failed(format!("the test executable did not build: {reason}"));
+            }
+            if !valid_test_name(&test.name) {
+                return failed(format!("{:?} is not the name of a test", test.name));
+            }
+            let console = console
+                .as_ref()
+                .expect("the machine ran the tests that built");
+            let report = Report::cut(&console.text, &test.label());
+            let (status, mut output) = judge(&report, seconds, &console.ended);
+            if status != VmStatus::Passed {
+                for error in machine_errors(&console.text) {
+                    output.push_str(&format!("\nthe machine reported: {error}"));
+                }
+            }
+            VmOutcome {
+                test: test.clone(),
+                status,
+                output,
+                seconds: report.seconds.unwrap_or(0.0),
+            }
+        })
+        .collect();
+    Ok(outcomes)
+}
+
+/// Whether `name` can be a test's path: one word, since the console markers
+/// are split at spaces.
+fn valid_test_name(name: &str) -> bool {
+    !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Decides how a test ended from its part of the console: `seconds` is the
+/// timeout it ran under. Returns the status and the output to report,
+/// which starts with the reason when the test's own output may not show
+/// it.
+fn judge(report: &Report, seconds: u64, ended: &Ended) -> (VmStatus, String) {
+    let output = report.output.trim_end();
+    let explain = |why: String| {
+        if output.is_empty() {
+            why
+        } else {
+            format!("{why}\n{output}")
+        }
+    };
+    match report.code {
+        None => (
+            VmStatus::Failed,
+            explain(format!(
+                "the machine stopped before the test finished ({})",
+                ended.describe()
+            )),
+        ),
+        Some(0) if harness_counts(output) == Some((1, 0)) => (VmStatus::Passed, output.to_string()),
+        Some(0) => (
+            VmStatus::Failed,
+            explain("the test did not run: its executable has no test of exactly this name".into()),
+        ),
+        Some(KILLED) if report.seconds.is_some_and(|s| s + 1.0 >= seconds as f64) => (
+            VmStatus::TimedOut,
+            explain(format!("timed out after {seconds} s in the machine")),
+        ),
+        Some(code) => (
+            VmStatus::Failed,
+            explain(format!("the test executable exited with {code}")),
+        ),
+    }
+}
+
+/// The numbers of tests passed and failed on libtest's `test result:` line
+/// (`test result: ok. 1 passed; 0 failed; 0 ignored; …`), if it printed one.
+fn harness_counts(output: &str) -> Option<(u64, u64)> {
+    let line = output.lines().rev().find(|l| l.contains("test result: "))?;
+    let count = |what: &str| -> Option<u64> {
+        line.split(';').find_map(|part| {
+            let number = part.trim().strip_suffix(what)?.trim_end();
+            number.rsplit(' ').next()?.parse().ok()
+        })
+    };
+    Some((count(" passed")?, count(" failed")?))
+}
+
+/// The lines in which the machine reported that it could not set itself
+/// up, without the marker.
+fn machine_errors(console: &str) -> Vec<String> {
+    console
+        .lines()
+        .filter_map(|l| {
+            let at = l.find(ERROR_MARKER)?;
+            Some(l[at..].trim().to_string())
+        })
+        .collect()
+}
+
+/// The kernel the machine boots, with the modules it loads.
+#[derive(Debug)]
+struct Kernel {
+    image: PathBuf,
+    modules: Modules,
+}
+
+impl Kernel {
+    /// `image`, or else the newest `/boot/vmlinuz-*`, once it is known to be
+    /// readable, and its modules from /lib/modules.
+    fn find(image: Option<&Path>) -> Result<Kernel> {
+        let image = match image {
+            Some(path) => path.to_path_buf(),
+            None => newest_kernel(Path::new("/boot"))?,
+        };
+        match File::open(&image) {
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+                "cannot read the kernel image {k} ({err}); the tests boot it in QEMU. \
+                 Run as root, make it readable (sudo chmod a+r {k}), or pass --kernel",
+                k = image.display()
+            ),
+            Err(err) => bail!("cannot read the kernel image {}: {err}", image.display()),
+        }
+        let release = kernel_release(&image)?;
+        let modules = Modules::find(Path::new("/lib/modules"), &release)?;
+        Ok(Kernel { image, modules })
+    }
+}
+
+/// Where the machine's console goes besides its log.
+#[derive(Debug, Clone, Copy)]
+enum Echo {
+    Stdout,
+    Stderr,
+}
+
+/// One run of the machine: what it boots, where its files go, and how long
+/// it may take.
+struct Machine<'a> {
+    kernel: &'a Kernel,
+    /// The workspace the tests belong to (insta looks for snapshots there).
+    workspace: &'a Path,
+    /// Where the initramfs and the console log are written.
+    out_dir: &'a Path,
+    /// How long the machine may run, boot included.
+    timeout: Duration,
+    kvm: bool,
+    echo: Echo,
+}
+
+impl Machine<'_> {
+    /// Builds the probe and writes the initramfs that runs `suites` (with
+    /// the `programs` they run) into the output directory; returns its path.
+    fn pack(&self, suites: &[Suite], programs: &[PathBuf]) -> Result<PathBuf> {
+        std::fs::create_dir_all(self.out_dir)
+            .with_context(|| format!("cannot create {}", self.out_dir.display()))?;
+        let probe = crate::test::build_probe()?;
+        let initramfs = self.out_dir.join("initramfs.cpio");
+        let archive = contents(
+            self.workspace,
+            suites,
+            programs,
+            &probe,
+            &self.kernel.modules,
+        )?;
+        archive.write(&initramfs)?;
+        eprintln!(
+            "initramfs: {} ({} MB, {} entries)",
+            initramfs.display(),
+            std::fs::metadata(&initramfs)?.len() / 1_000_000,
+            archive.entries.len()
+        );
+        Ok(initramfs)
+    }
+
+    /// Boots the kernel with `initramfs` and waits until the machine stops;
+    /// the console log goes to the output directory.
+    fn boot(&self, initramfs: &Path) -> Result<Console> {
+        boot(
+            &self.kernel.image,
+            initramfs,
+            &self.out_dir.join("console.log"),
+            self.timeout,
+            self.kvm,
+            self.echo,
+        )
+    }
 }
 
 /// The release of the kernel in the image `kernel` (what `uname -r` prints
@@ -448,71 +823,127 @@ fn version_key(name: &str) -> Vec<u64> {
         .collect()
 }
 
-/// Builds the test executables of [`SUITES`]. Returns them, and every other
-/// program cargo built for them (the packages' binaries).
-fn build_tests(workspace: &Path) -> Result<(Vec<Suite>, Vec<PathBuf>)> {
-    let output = cargo(&["metadata", "--no-deps", "--format-version", "1"])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("cannot run cargo metadata")?;
-    if !output.status.success() {
-        bail!("cargo metadata failed");
-    }
-    let metadata: Value = serde_json::from_slice(&output.stdout)?;
-    let packages = metadata["packages"].as_array().cloned().unwrap_or_default();
+/// Builds test executables in one workspace, with cargo's JSON messages.
+struct Builder<'a> {
+    workspace: &'a Path,
+    /// The `CARGO_TARGET_DIR` to build in; `None` leaves it to cargo (and
+    /// to the environment).
+    target_dir: Option<&'a Path>,
+    /// Whether cargo's messages go to the terminal as it builds (else they
+    /// are kept, and a failure's error carries them).
+    show: bool,
+    /// The workspace's packages, from `cargo metadata`.
+    packages: Vec<Value>,
+}
 
-    let mut suites = Vec::new();
-    let mut programs = Vec::new();
-    for (package, target, args) in SUITES {
-        let Some(manifest) = packages
+/// A test executable and what it needs in the machine.
+#[derive(Debug, Clone)]
+struct Built {
+    /// The package's directory, where cargo runs its tests.
+    crate_dir: PathBuf,
+    executable: PathBuf,
+    /// The package's binaries that cargo built along (`CARGO_BIN_EXE_*`).
+    programs: Vec<PathBuf>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(workspace: &'a Path, target_dir: Option<&'a Path>, show: bool) -> Result<Self> {
+        let mut builder = Builder {
+            workspace,
+            target_dir,
+            show,
+            packages: Vec::new(),
+        };
+        let output = builder
+            .cargo(&["metadata", "--no-deps", "--format-version", "1"])
+            .stderr(Stdio::inherit())
+            .output()
+            .context("cannot run cargo metadata")?;
+        if !output.status.success() {
+            bail!("cargo metadata failed in {}", workspace.display());
+        }
+        let metadata: Value = serde_json::from_slice(&output.stdout)?;
+        builder.packages = metadata["packages"].as_array().cloned().unwrap_or_default();
+        Ok(builder)
+    }
+
+    /// `cargo` with `args`, run in the workspace and its target directory.
+    fn cargo(&self, args: &[&str]) -> Command {
+        let mut command = cargo(args);
+        command.current_dir(self.workspace);
+        if let Some(dir) = self.target_dir {
+            command.env("CARGO_TARGET_DIR", dir);
+        }
+        command
+    }
+
+    /// Builds the test executable of `target` (`lib`, as in steps.toml, for
+    /// the unit tests in the package's src/) in `package`.
+    fn build(&self, package: &str, target: &str) -> Result<Built> {
+        let Some(manifest) = self
+            .packages
             .iter()
             .find(|p| p["name"] == *package)
             .and_then(|p| p["manifest_path"].as_str())
         else {
             bail!(
-                "vmtest lists package {package}, which is not in the workspace {}",
-                workspace.display()
+                "the package {package} is not in the workspace {}",
+                self.workspace.display()
             );
         };
         let crate_dir = Path::new(manifest).parent().unwrap().to_path_buf();
         eprintln!("building {package} --test {target}");
-        // `lib` names the unit tests in the crate's src/, like steps.toml.
-        let selection: &[&str] = if *target == "lib" {
-            &["--lib"]
-        } else {
-            &["--test", target]
-        };
-        let mut command_args = vec![
+        let mut args = vec![
             "test",
             "--no-run",
             "--message-format=json-render-diagnostics",
             "-p",
             package,
         ];
-        command_args.extend_from_slice(selection);
-        let output = cargo(&command_args)
-            .stderr(Stdio::inherit())
-            .output()
-            .context("cannot run cargo test --no-run")?;
-        if !output.status.success() {
-            bail!("building {package} --test {target} failed");
+        if target == "lib" {
+            args.push("--lib");
+        } else {
+            args.extend(["--test", target]);
         }
-        let (tests, bins) = executables(&String::from_utf8_lossy(&output.stdout), target);
+        let mut command = self.cargo(&args);
+        if self.show {
+            command.stderr(Stdio::inherit());
+        }
+        let output = command.output().context("cannot run cargo test --no-run")?;
+        if !output.status.success() {
+            let errors = String::from_utf8_lossy(&output.stderr);
+            bail!(
+                "building {package} --test {target} failed{}{}",
+                if errors.trim().is_empty() { "" } else { ":\n" },
+                tail(errors.trim_end(), 4000)
+            );
+        }
+        let (tests, programs) = executables(&String::from_utf8_lossy(&output.stdout), target);
         let [executable] = tests.as_slice() else {
             bail!(
                 "cargo built {} executables for {package} --test {target}",
                 tests.len()
             );
         };
-        suites.push(Suite {
-            name: format!("{package}/{target}"),
+        Ok(Built {
             crate_dir,
             executable: executable.clone(),
-            args: args.iter().map(|a| a.to_string()).collect(),
-        });
-        programs.extend(bins);
+            programs,
+        })
     }
-    Ok((suites, programs))
+}
+
+/// The end of `text`, at most about `max` bytes of it, starting on a whole
+/// character.
+fn tail(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &text[start..])
 }
 
 /// Reads cargo's JSON messages: the executables of test target `target`,
@@ -632,7 +1063,8 @@ fn contents(
         }
         archive.host_program(tool)?;
     }
-    for program in programs {
+    // Suites of one package share its binaries, directory and executables.
+    for program in programs.iter().collect::<BTreeSet<_>>() {
         archive.host_program(program)?;
     }
     // mke2fs's defaults for ext4, which it has built in too.
@@ -642,10 +1074,16 @@ fn contents(
     }
     modules.add_to(&mut archive)?;
     archive.file("probe", probe, 0o755);
-    for suite in suites {
-        archive.host_program(&suite.executable)?;
-        archive.host_dir(&suite.crate_dir)?;
-        for snapshot in snapshots(&suite.crate_dir)? {
+    for executable in suites
+        .iter()
+        .map(|s| &s.executable)
+        .collect::<BTreeSet<_>>()
+    {
+        archive.host_program(executable)?;
+    }
+    for crate_dir in suites.iter().map(|s| &s.crate_dir).collect::<BTreeSet<_>>() {
+        archive.host_dir(crate_dir)?;
+        for snapshot in snapshots(crate_dir)? {
             archive.host_file(&snapshot)?;
         }
     }
@@ -700,8 +1138,8 @@ poweroff -f
 /// alone at /sys/fs/cgroup, with the controllers enabled for the cgroups
 /// below the root), loads the kernel modules, makes the scratch filesystem,
 /// runs each test executable from its crate's directory with the
-/// environment `cargo test` would give it, prints the markers, and powers
-/// off.
+/// environment `cargo test` would give it (under busybox's `timeout` when
+/// the suite has one), prints the markers, and powers off.
 fn stage2(workspace: &Path, suites: &[Suite], modules: &Modules) -> String {
     let mut script = String::from(
         r#"#!/bin/sh
@@ -760,10 +1198,20 @@ fi
         command.push(suite.executable.display().to_string());
         command.push("--test-threads=1".into());
         command.extend(suite.args.iter().cloned());
+        if let Some(seconds) = suite.timeout {
+            // SIGKILL: a test that hangs may well ignore SIGTERM's default.
+            let timeout = ["timeout", "-s", "KILL", &seconds.to_string()].map(String::from);
+            command.splice(0..0, timeout);
+        }
         let command: Vec<String> = command.iter().map(|a| quote(a)).collect();
+        // The uptime (seconds, to the hundredth) times the test.
         script.push_str(&format!(
-            "echo \"VMTEST-BEGIN name={name}\"\n(cd {dir} && {command})\necho \"{RESULT_MARKER} name={name} code=$?\"\n",
-            name = suite.name,
+            "echo {begin} \"up=$(cut -d' ' -f1 /proc/uptime)\"\n\
+             (cd {dir} && {command})\n\
+             code=$?\n\
+             echo {result} \"code=$code\" \"up=$(cut -d' ' -f1 /proc/uptime)\"\n",
+            begin = quote(&format!("{BEGIN_MARKER} name={}", suite.name)),
+            result = quote(&format!("{RESULT_MARKER} name={}", suite.name)),
             dir = quote(&suite.crate_dir.display().to_string()),
             command = command.join(" "),
         ));
@@ -777,16 +1225,54 @@ fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// How the machine's run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ended {
+    /// QEMU exited by itself with success: the machine powered off (or
+    /// its kernel panicked, which `panic=-1` and `-no-reboot` turn into a
+    /// clean exit).
+    Exited,
+    /// QEMU exited with this failure status.
+    Failed(String),
+    /// The machine was still running after this long, and QEMU was killed.
+    Killed(Duration),
+}
+
+impl Ended {
+    /// Why the machine stopped, for a test that had not finished.
+    fn describe(&self) -> String {
+        match self {
+            Ended::Exited => "it powered off or its kernel panicked".into(),
+            Ended::Failed(status) => format!("QEMU failed with {status}"),
+            Ended::Killed(after) => format!(
+                "it was still running after {} s, the time allowed for the whole run, and QEMU was killed",
+                after.as_secs()
+            ),
+        }
+    }
+}
+
+/// What the machine printed on its console, and how it stopped.
+#[derive(Debug)]
+struct Console {
+    text: String,
+    ended: Ended,
+    /// The file that holds `text`.
+    log: PathBuf,
+}
+
 /// Boots the kernel with the initramfs and waits until the machine powers
-/// off or `timeout` passes. Shows the console and writes it to `log`;
-/// returns what it printed.
+/// off or `timeout` passes. Shows the console on `echo`, writes it to
+/// `log`, and returns it with how the machine stopped; a machine that
+/// does not stop in time is killed.
 fn boot(
     kernel: &Path,
     initramfs: &Path,
     log: &Path,
     timeout: Duration,
     kvm: bool,
-) -> Result<String> {
+    echo: Echo,
+) -> Result<Console> {
     let mut qemu = Command::new("qemu-system-x86_64");
     // QEMU's emulator (TCG) works everywhere. KVM is much faster but needs
     // a host that lets this machine use hardware virtualization: inside a
@@ -822,7 +1308,10 @@ fn boot(
             if n == 0 {
                 break;
             }
-            let mut terminal = std::io::stdout().lock();
+            let mut terminal: Box<dyn Write> = match echo {
+                Echo::Stdout => Box::new(std::io::stdout().lock()),
+                Echo::Stderr => Box::new(std::io::stderr().lock()),
+            };
             let _ = terminal.write_all(&buf[..n]);
             let _ = terminal.flush();
             let _ = file.write_all(&buf[..n]);
@@ -843,33 +1332,90 @@ fn boot(
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    let console = String::from_utf8_lossy(&reader.join().unwrap()).to_string();
-    match status {
-        None => bail!(
-            "the VM did not power off within {timeout:?}; QEMU was killed. The console output is in {}",
-            log.display()
-        ),
-        Some(status) if !status.success() => bail!(
-            "QEMU failed with {status}; the console output is in {}",
-            log.display()
-        ),
-        Some(_) => Ok(console),
+    let text = String::from_utf8_lossy(&reader.join().unwrap()).to_string();
+    let ended = match status {
+        None => Ended::Killed(timeout),
+        Some(status) if !status.success() => Ended::Failed(status.to_string()),
+        Some(_) => Ended::Exited,
+    };
+    Ok(Console {
+        text,
+        ended,
+        log: log.to_path_buf(),
+    })
+}
+
+/// What the console says of one suite, cut out between its markers.
+#[derive(Debug, Default, PartialEq)]
+struct Report {
+    /// The lines it printed (without carriage returns), or everything after
+    /// its first marker if it never reported its exit code.
+    output: String,
+    /// Its exit code, if the machine reported one.
+    code: Option<i32>,
+    /// The time between its markers, by the machine's uptime.
+    seconds: Option<f64>,
+}
+
+impl Report {
+    /// Cuts the suite `name` out of `console`. The markers are found
+    /// anywhere in a line, since the output before them need not end with
+    /// a newline; the text before the second marker belongs to the output.
+    fn cut(console: &str, name: &str) -> Report {
+        let mut lines = console
+            .split('\n')
+            .map(|l| l.strip_suffix('\r').unwrap_or(l));
+        let Some(begun) = lines.find_map(|l| marker(l, BEGIN_MARKER, name).map(|(_, f)| f)) else {
+            return Report::default();
+        };
+        let mut output = String::new();
+        for line in lines {
+            if let Some((before, fields)) = marker(line, RESULT_MARKER, name) {
+                if !before.is_empty() {
+                    output.push_str(before);
+                    output.push('\n');
+                }
+                let uptime = |fields: &str| field(fields, "up")?.parse::<f64>().ok();
+                return Report {
+                    output,
+                    code: field(fields, "code").and_then(|c| c.parse().ok()),
+                    seconds: uptime(fields)
+                        .zip(uptime(begun))
+                        .map(|(end, start)| ((end - start) * 100.0).round() / 100.0),
+                };
+            }
+            output.push_str(line);
+            output.push('\n');
+        }
+        Report {
+            output,
+            ..Report::default()
+        }
     }
 }
 
-/// What the test harness said of the suite `name`: its `test result:`
+/// If `line` holds `marker` for the suite `name`: the text before the
+/// marker, and the fields after it (`name=… code=… up=…`).
+fn marker<'a>(line: &'a str, marker: &str, name: &str) -> Option<(&'a str, &'a str)> {
+    let at = line.find(marker)?;
+    let fields = &line[at + marker.len()..];
+    (field(fields, "name") == Some(name)).then_some((&line[..at], fields))
+}
+
+/// The value of `key=value` among space-separated fields.
+fn field<'a>(fields: &'a str, key: &str) -> Option<&'a str> {
+    fields
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// What the test harness said in a suite's `output`: its `test result:`
 /// lines, less the prefix (`ok. 12 passed; 0 failed; …`), and how many
 /// tests printed that they did not run.
-fn summary(console: &str, name: &str) -> String {
-    let begin = format!("VMTEST-BEGIN name={name}");
-    let end = format!("{RESULT_MARKER} name={name} ");
-    let lines = console
-        .lines()
-        .skip_while(|l| !l.contains(&begin))
-        .take_while(|l| !l.contains(&end));
+fn summary(output: &str) -> String {
     let mut results = Vec::new();
     let mut not_run = 0;
-    for line in lines {
+    for line in output.lines() {
         if let Some(at) = line.find("test result: ") {
             results.push(line[at + "test result: ".len()..].trim().to_string());
         }
@@ -881,16 +1427,6 @@ fn summary(console: &str, name: &str) -> String {
         results.push(format!("{not_run} said they did not run"));
     }
     results.join("; ")
-}
-
-/// The exit code the machine reported for the suite `name`.
-fn exit_code(console: &str, name: &str) -> Option<i32> {
-    let marker = format!("{RESULT_MARKER} name={name} code=");
-    console.lines().find_map(|line| {
-        let rest = &line[line.find(&marker)? + marker.len()..];
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        digits.parse().ok()
-    })
 }
 
 /// One file in the archive.
@@ -1170,11 +1706,178 @@ mod tests {
 
     #[test]
     fn markers_give_exit_codes() {
-        let console = "[    1.0] booting\r\nVMTEST-RESULT name=lab01-namespaces/steps code=0\r\n\
-                       VMTEST-RESULT name=lab02-cgroups/kernel code=101\r\n";
-        assert_eq!(exit_code(console, "lab01-namespaces/steps"), Some(0));
-        assert_eq!(exit_code(console, "lab02-cgroups/kernel"), Some(101));
-        assert_eq!(exit_code(console, "lab03-overlayfs/kernel"), None);
+        let console = "[    1.0] booting\r\n\
+                       VMTEST-BEGIN name=lab01-namespaces/steps up=3.50\r\n\
+                       VMTEST-RESULT name=lab01-namespaces/steps code=0 up=14.75\r\n\
+                       VMTEST-BEGIN name=lab02-cgroups/kernel up=14.80\r\n\
+                       VMTEST-RESULT name=lab02-cgroups/kernel code=101 up=20.00\r\n";
+        let code = |name| Report::cut(console, name).code;
+        assert_eq!(code("lab01-namespaces/steps"), Some(0));
+        assert_eq!(code("lab02-cgroups/kernel"), Some(101));
+        assert_eq!(code("lab03-overlayfs/kernel"), None);
+        // A name is a whole field: lab02-cgroups/kernel is not lab02-cgroups/k.
+        assert_eq!(code("lab02-cgroups/k"), None);
+        let report = Report::cut(console, "lab01-namespaces/steps");
+        assert_eq!(report.seconds, Some(11.25));
+    }
+
+    /// A console as the machine prints it for `run_tests`: carriage
+    /// returns, a kernel message, a marker after output that did not end
+    /// its line, and a test the machine never finished.
+    const PER_TEST_CONSOLE: &str = "\x1bc\x1b[?7lSeaBIOS\r\n\
+        VMTEST-INFO kernel=6.1.0-56-amd64\r\n\
+        VMTEST-BEGIN name=lab01-namespaces/steps::step_01_2_hostname_and_pid_1 up=4.10\r\n\
+        \r\n\
+        running 1 test\r\n\
+        test step_01_2_hostname_and_pid_1 ... ok\r\n\
+        \r\n\
+        test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 19 filtered out; finished in 0.61s\r\n\
+        \r\n\
+        VMTEST-RESULT name=lab01-namespaces/steps::step_01_2_hostname_and_pid_1 code=0 up=5.02\r\n\
+        VMTEST-BEGIN name=lab02-cgroups/kernel::step_02_2_a_memory_hog_is_oom_killed up=5.05\r\n\
+        running 1 test\r\n\
+        test step_02_2_a_memory_hog_is_oom_killed ... [   26.41] Memory cgroup out of memory: Killed process 300 (dd)\r\n\
+        FAILED\r\n\
+        \r\n\
+        failures:\r\n\
+        \r\n\
+        ---- step_02_2_a_memory_hog_is_oom_killed stdout ----\r\n\
+        thread 'step_02_2_a_memory_hog_is_oom_killed' panicked at tests/kernel.rs:40:5:\r\n\
+        the hog survived\r\n\
+        \r\n\
+        test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 11 filtered out; finished in 2.00s\r\n\
+        VMTEST-RESULT name=lab02-cgroups/kernel::step_02_2_a_memory_hog_is_oom_killed code=101 up=7.30\r\n\
+        VMTEST-BEGIN name=lab01-namespaces/steps::no_such_test up=7.31\r\n\
+        \r\n\
+        running 0 tests\r\n\
+        \r\n\
+        test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 20 filtered out; finished in 0.00s\r\n\
+        \r\n\
+        VMTEST-RESULT name=lab01-namespaces/steps::no_such_test code=0 up=7.60\r\n\
+        VMTEST-BEGIN name=lab03-overlayfs/kernel::step_03_2_hangs up=7.62\r\n\
+        running 1 test\r\n\
+        test step_03_2_hangs ... VMTEST-RESULT name=lab03-overlayfs/kernel::step_03_2_hangs code=137 up=127.90\r\n\
+        VMTEST-BEGIN name=lab03-overlayfs/kernel::step_03_6_never_ends up=128.00\r\n\
+        running 1 test\r\n\
+        [  200.00] Kernel panic - not syncing: something\r\n";
+
+    #[test]
+    fn per_test_markers_give_each_tests_output_code_and_time() {
+        let cut = |name| Report::cut(PER_TEST_CONSOLE, name);
+        let passed = cut("lab01-namespaces/steps::step_01_2_hostname_and_pid_1");
+        assert_eq!(passed.code, Some(0));
+        assert_eq!(passed.seconds, Some(0.92));
+        assert_eq!(
+            passed.output,
+            "\nrunning 1 test\ntest step_01_2_hostname_and_pid_1 ... ok\n\n\
+             test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 19 filtered out; finished in 0.61s\n\n"
+        );
+        let failed = cut("lab02-cgroups/kernel::step_02_2_a_memory_hog_is_oom_killed");
+        assert_eq!(failed.code, Some(101));
+        assert!(failed.output.starts_with("running 1 test\n"));
+        assert!(failed.output.contains("Memory cgroup out of memory"));
+        assert!(failed.output.ends_with("finished in 2.00s\n"));
+        assert!(!failed.output.contains("VMTEST"));
+        // The output before a marker in the middle of a line is kept.
+        let hung = cut("lab03-overlayfs/kernel::step_03_2_hangs");
+        assert_eq!(hung.code, Some(KILLED));
+        assert!(hung.output.ends_with("test step_03_2_hangs ... \n"));
+        let unfinished = cut("lab03-overlayfs/kernel::step_03_6_never_ends");
+        assert_eq!((unfinished.code, unfinished.seconds), (None, None));
+        assert!(unfinished.output.contains("Kernel panic"));
+        assert_eq!(
+            cut("lab03-overlayfs/kernel::never_started"),
+            Report::default()
+        );
+    }
+
+    #[test]
+    fn each_test_is_judged_from_its_report() {
+        let judged = |name| {
+            let report = Report::cut(PER_TEST_CONSOLE, name);
+            judge(&report, 120, &Ended::Exited)
+        };
+        let (status, output) = judged("lab01-namespaces/steps::step_01_2_hostname_and_pid_1");
+        assert_eq!(status, VmStatus::Passed);
+        assert!(output.contains("1 passed"));
+        let (status, output) = judged("lab02-cgroups/kernel::step_02_2_a_memory_hog_is_oom_killed");
+        assert_eq!(status, VmStatus::Failed);
+        assert!(
+            output.starts_with("the test executable exited with 101\nrunning 1 test"),
+            "{output}"
+        );
+        // libtest exits with 0 when `--exact` matches no test.
+        let (status, output) = judged("lab01-namespaces/steps::no_such_test");
+        assert_eq!(status, VmStatus::Failed);
+        assert!(output.starts_with("the test did not run: "), "{output}");
+        let (status, output) = judged("lab03-overlayfs/kernel::step_03_2_hangs");
+        assert_eq!(status, VmStatus::TimedOut);
+        assert!(output.starts_with("timed out after 120 s"), "{output}");
+        let (status, output) = judged("lab03-overlayfs/kernel::step_03_6_never_ends");
+        assert_eq!(status, VmStatus::Failed);
+        assert!(
+            output.starts_with("the machine stopped before the test finished"),
+            "{output}"
+        );
+        assert!(output.contains("Kernel panic"));
+        // Killed early (by the OOM killer, say): not a timeout.
+        let report = Report {
+            code: Some(KILLED),
+            seconds: Some(3.0),
+            ..Report::default()
+        };
+        assert_eq!(judge(&report, 120, &Ended::Exited).0, VmStatus::Failed);
+    }
+
+    #[test]
+    fn harness_counts_come_from_the_result_line() {
+        let counts = |text| harness_counts(text);
+        assert_eq!(
+            counts("test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 3 filtered out"),
+            Some((1, 0))
+        );
+        assert_eq!(
+            counts("test result: FAILED. 0 passed; 1 failed; 0 ignored"),
+            Some((0, 1))
+        );
+        assert_eq!(
+            counts("test result: ok. 11 passed; 0 failed"),
+            Some((11, 0))
+        );
+        assert_eq!(counts("running 1 test"), None);
+    }
+
+    #[test]
+    fn single_tests_run_under_timeout_with_their_markers() {
+        let modules = Modules {
+            dir: PathBuf::from("/lib/modules/6.1.0-56-amd64"),
+            load: Vec::new(),
+        };
+        let suite = Suite {
+            name: "lab01-namespaces/steps::step_01_2_hostname_and_pid_1".into(),
+            crate_dir: PathBuf::from("/w/labs/01-namespaces"),
+            executable: PathBuf::from("/t/debug/deps/steps-1"),
+            args: vec!["--exact".into(), "step_01_2_hostname_and_pid_1".into()],
+            timeout: Some(120),
+        };
+        let script = stage2(Path::new("/w"), &[suite], &modules);
+        assert!(
+            script.contains(
+                "echo 'VMTEST-BEGIN name=lab01-namespaces/steps::step_01_2_hostname_and_pid_1' \
+                 \"up=$(cut -d' ' -f1 /proc/uptime)\"\n\
+                 (cd '/w/labs/01-namespaces' && 'timeout' '-s' 'KILL' '120' 'env' '-i' "
+            ),
+            "{script}"
+        );
+        assert!(
+            script.contains(
+                "'/t/debug/deps/steps-1' '--test-threads=1' '--exact' 'step_01_2_hostname_and_pid_1')\n\
+                 code=$?\n\
+                 echo 'VMTEST-RESULT name=lab01-namespaces/steps::step_01_2_hostname_and_pid_1' \
+                 \"code=$code\" \"up=$(cut -d' ' -f1 /proc/uptime)\"\n"
+            ),
+            "{script}"
+        );
     }
 
     #[test]
@@ -1301,19 +2004,19 @@ mod tests {
 
     #[test]
     fn a_summary_gives_the_harness_results() {
-        let console = "VMTEST-BEGIN name=a/kernel\r\n\
+        let console = "VMTEST-BEGIN name=a/kernel up=1.00\r\n\
                        a_test: not run: this test needs root\r\n\
                        test result: ok. 3 passed; 0 failed; 0 ignored\r\n\
-                       VMTEST-RESULT name=a/kernel code=0\r\n\
-                       VMTEST-BEGIN name=a/lib\r\n\
+                       VMTEST-RESULT name=a/kernel code=0 up=2.00\r\n\
+                       VMTEST-BEGIN name=a/lib up=2.00\r\n\
                        test result: ok. 5 passed; 0 failed; 0 ignored\r\n\
-                       VMTEST-RESULT name=a/lib code=0\r\n";
+                       VMTEST-RESULT name=a/lib code=0 up=3.00\r\n";
         assert_eq!(
-            summary(console, "a/kernel"),
+            summary(&Report::cut(console, "a/kernel").output),
             "ok. 3 passed; 0 failed; 0 ignored; 1 said they did not run"
         );
         assert_eq!(
-            summary(console, "a/lib"),
+            summary(&Report::cut(console, "a/lib").output),
             "ok. 5 passed; 0 failed; 0 ignored"
         );
     }
@@ -1323,5 +2026,64 @@ mod tests {
         for (package, target, _) in SUITES {
             assert!(!package.is_empty() && !target.is_empty());
         }
+    }
+
+    /// Boots the machine (about two minutes under QEMU's emulator) and runs
+    /// three kernel tests of the reference and one name that matches no
+    /// test: `cargo test -p xtask vm_runs_single_tests -- --ignored
+    /// --nocapture`.
+    #[test]
+    #[ignore = "boots a virtual machine"]
+    fn vm_runs_single_tests() {
+        let test = |package: &str, target: &str, name: &str| VmTest {
+            package: package.into(),
+            target: target.into(),
+            name: name.into(),
+        };
+        let tests = [
+            test("lab01-namespaces", "steps", "step_01_2_hostname_and_pid_1"),
+            test(
+                "lab02-cgroups",
+                "kernel",
+                "step_02_4_a_fork_bomb_stops_at_the_limit",
+            ),
+            test(
+                "lab03-overlayfs",
+                "kernel",
+                "step_03_2_a_directory_made_again_is_opaque",
+            ),
+            test("lab01-namespaces", "steps", "step_01_2_no_such_test"),
+            test("lab01-namespaces", "no_such_target", "anything"),
+        ];
+        let workspace = setup::workspace();
+        let started = Instant::now();
+        let outcomes = run_tests(
+            &workspace,
+            &workspace.join("target/vmtest-single"),
+            &tests,
+            None,
+            false,
+            Duration::from_secs(120),
+        )
+        .unwrap();
+        eprintln!("vmtest: {} tests in {:.0?}", tests.len(), started.elapsed());
+        for outcome in &outcomes {
+            eprintln!(
+                "{}: {:?} in {:.2} s\n{}",
+                outcome.test.label(),
+                outcome.status,
+                outcome.seconds,
+                outcome.output
+            );
+        }
+        let statuses: Vec<VmStatus> = outcomes.iter().map(|o| o.status).collect();
+        use VmStatus::*;
+        assert_eq!(statuses, [Passed, Passed, Passed, Failed, Failed]);
+        assert!(outcomes[3].output.starts_with("the test did not run"));
+        assert!(
+            outcomes[4]
+                .output
+                .starts_with("the test executable did not build")
+        );
     }
 }
