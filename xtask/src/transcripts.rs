@@ -20,9 +20,9 @@
 //! every other line is output. All checked blocks of one chapter run in
 //! order in one bash process, from the top of the repository, so a later
 //! block can use what an earlier one made, just as a reader's shell would.
-//! The chapter gets a mount namespace of its own with an empty /tmp, so its
-//! `/tmp/...` files and mounts are its own, and a check never touches a
-//! reader's files.
+//! The chapter gets a mount namespace of its own with an empty /tmp, and a
+//! network namespace of its own, so its files, mounts, links and firewall
+//! rules are its own, and a check never touches the machine's.
 //!
 //! Output and text are both *redacted* before they are compared: container
 //! ids, digests, times, durations, dates, IPv4 addresses, sizes and
@@ -310,7 +310,9 @@ true
 ///
 /// The process has its own mount namespace with an empty /tmp, so the
 /// chapter's `/tmp/...` files are its own, and every mount it makes goes
-/// with the namespace.
+/// with the namespace; and its own network namespace (with loopback up),
+/// so the bridges, veth pairs and firewall rules a chapter makes are gone
+/// with it too.
 pub fn run_chapter(
     chapter: &Chapter,
     workspace: &Path,
@@ -350,6 +352,7 @@ pub fn run_chapter(
 mkdir -p {tmp}; chmod 1777 {tmp}
 case {ws}/ in /tmp/*) rel=${{1#/tmp/}}; mkdir -p {tmp}/$rel; mount --bind {ws} {tmp}/$rel;; esac
 mount --rbind {tmp} /tmp
+ip link set lo up
 set +e
 timeout --foreground -s KILL {secs} bash {script}
 bash {cleanup} >/dev/null 2>&1"#,
@@ -399,8 +402,8 @@ bash {cleanup} >/dev/null 2>&1"#,
     Ok(mismatches)
 }
 
-/// Runs `shell` with bash in a new mount namespace and its own process
-/// group; kills the group when it ends (background jobs included) or when
+/// Runs `shell` with bash in new mount and network namespaces and its own
+/// process group; kills the group when it ends (background jobs included) or when
 /// `timeout` passes.
 fn run_script(shell: &str, cwd: &Path, timeout: Duration) -> Result<String> {
     use std::io::Read;
@@ -409,13 +412,16 @@ fn run_script(shell: &str, cwd: &Path, timeout: Duration) -> Result<String> {
     let mut child = Command::new("unshare")
         .args([
             "--mount",
+            "--net",
             "--propagation",
             "private",
             "--",
             "bash",
             "-c",
             shell,
+            "bash",
         ])
+        .arg(cwd)
         .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
