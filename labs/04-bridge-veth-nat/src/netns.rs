@@ -1,0 +1,140 @@
+//! Named network namespaces.
+//!
+//! A namespace lives as long as something refers to it: a process in it, an
+//! open descriptor, or a bind mount of its `/proc/…/ns/net` file. Bind-mounting
+//! it onto an ordinary file gives it a name in the filesystem that outlives
+//! every process, which is what `ip netns add NAME` does under
+//! `/run/netns/NAME`. An engine does the same, so that it can build a
+//! container's network *before* the container's first process exists, and
+//! hand the namespace to it by path (runc's `"path"` in `config.json`, lab
+//! 01's `NsMode::Join`).
+//!
+//! Joining a namespace with `setns(2)` changes only the calling *thread*.
+//! So [`NetNs::run`] does its work on a new thread, which joins the
+//! namespace, runs the closure and ends; the caller's thread never moves.
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, setns, unshare};
+
+use crate::{Error, Result};
+
+/// A network namespace kept alive by a bind mount at `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetNs {
+    path: PathBuf,
+}
+
+// ANCHOR: create
+impl NetNs {
+    /// Makes a new network namespace and pins it at `path` (an empty file is
+    /// created there for the bind mount). The namespace starts with only a
+    /// loopback device, down.
+    pub fn create(path: impl Into<PathBuf>) -> Result<NetNs> {
+        let path = path.into();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
+        }
+        File::create(&path).map_err(|e| Error::io("create", &path, e))?;
+        let target = path.clone();
+        // A thread of its own: unshare moves only the calling thread, and
+        // this one ends right after, leaving the namespace to the mount.
+        let made = std::thread::spawn(move || -> Result<()> {
+            // BEGIN SOLUTION 04.1
+            unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::sys("unshare(CLONE_NEWNET)", e))?;
+            let own = format!("/proc/self/task/{}/ns/net", nix::unistd::gettid());
+            mount(
+                Some(own.as_str()),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| Error::sys(format!("bind {own} on {}", target.display()), e))
+            // END SOLUTION
+        })
+        .join()
+        .map_err(|_| Error::Invalid("the namespace thread panicked".into()))?;
+        if let Err(e) = made {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok(NetNs { path })
+    }
+    // ANCHOR_END: create
+
+    /// Refers to a namespace pinned earlier (by this engine or by `ip netns
+    /// add`).
+    pub fn open(path: impl Into<PathBuf>) -> Result<NetNs> {
+        let path = path.into();
+        let ns = NetNs { path };
+        ns.fd()?;
+        Ok(ns)
+    }
+
+    /// Where the namespace is pinned.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A descriptor of the namespace, which `setns(2)` and netlink's
+    /// `IFLA_NET_NS_FD` accept.
+    pub fn fd(&self) -> Result<OwnedFd> {
+        File::open(&self.path)
+            .map(OwnedFd::from)
+            .map_err(|e| Error::io("open network namespace", &self.path, e))
+    }
+
+    // ANCHOR: run
+    /// Runs `f` on a new thread that has joined this namespace: sockets it
+    /// opens (netlink included) belong to the namespace, and the caller's
+    /// own thread stays where it was.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+        let fd = self.fd()?;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // BEGIN SOLUTION 04.1
+                setns(fd.as_fd(), CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| Error::sys(format!("setns {}", self.path.display()), e))?;
+                f()
+                // END SOLUTION
+            })
+            .join()
+            .map_err(|_| Error::Invalid("a thread in the network namespace panicked".into()))?
+        })
+    }
+    // ANCHOR_END: run
+
+    /// Unpins the namespace and removes its file. The namespace itself ends
+    /// when nothing else refers to it. Removing one that is already gone
+    /// is not an error.
+    pub fn remove(self) -> Result<()> {
+        remove(&self.path)
+    }
+}
+
+/// Unpins the namespace at `path` and removes the file, if they exist.
+pub fn remove(path: &Path) -> Result<()> {
+    match umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+        Err(e) => return Err(Error::sys(format!("unmount {}", path.display()), e)),
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", path, e)),
+    }
+}
+
+/// The identity of a namespace file (`net:[4026532271]` as a number): two
+/// paths name the same namespace exactly when these are equal.
+pub fn inode(path: &Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .map(|m| m.ino())
+        .map_err(|e| Error::io("stat", path, e))
+}
