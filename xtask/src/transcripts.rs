@@ -335,17 +335,18 @@ pub fn run_chapter(
         script.push('\n');
     }
     script.push_str(&format!("printf '\\n{SEPARATOR} end\\n'\n"));
-    // Outside /tmp, which the namespace hides.
+    // Outside /tmp, which the namespace hides, and on a disk rather than a
+    // tmpfs (it holds the chapter's /tmp as well): /var/tmp.
     let dir = tempfile::Builder::new()
-        .prefix("transcript-")
-        .tempdir_in(setup::workspace().join("target"))?;
+        .prefix("berth-book-")
+        .tempdir_in("/var/tmp")?;
     let script_file = dir.path().join("chapter.sh");
     std::fs::write(&script_file, &script)?;
     let cleanup_file = dir.path().join("cleanup.sh");
     std::fs::write(&cleanup_file, CLEANUP)?;
-    // The chapter's /tmp: a new directory on the same disk as the
-    // repository (so file systems look as they do for a reader), bound over
-    // /tmp in the namespace. A checkout under /tmp stays visible there.
+    // The chapter's /tmp: a new directory on a disk (so file systems look
+    // as they do for a reader), bound over /tmp in the namespace. A
+    // checkout under /tmp stays visible there, bound back in.
     let tmp = dir.path().join("tmp");
     let inner = format!(
         r#"set -e
