@@ -148,7 +148,9 @@ pub fn build_config(
     config.init = o.init;
 
     match o.network {
-        NetworkMode::None => {}
+        // A bridge network's namespace is made by the monitor at each
+        // start, and the container joins it (lab 04).
+        NetworkMode::None | NetworkMode::Bridge(_) => {}
         NetworkMode::Host => {
             config.namespaces.remove(&Namespace::Network);
         }
@@ -219,14 +221,23 @@ pub fn etc_files(o: &RunOptions) -> Vec<(&'static str, String)> {
     };
     let hosts = match o.network {
         NetworkMode::Host => host_file("/etc/hosts"),
-        NetworkMode::None => format!(
+        // A bridge container's own address is added when it starts.
+        NetworkMode::None | NetworkMode::Bridge(_) => format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
         ),
+    };
+    let host_resolv = host_file("/etc/resolv.conf");
+    let resolv = match &o.network {
+        NetworkMode::Bridge(n) => {
+            network::dns::container_resolv_conf(&host_resolv, n != crate::network::DEFAULT, &o.dns)
+        }
+        _ if !o.dns.is_empty() => network::dns::container_resolv_conf(&host_resolv, false, &o.dns),
+        _ => host_resolv,
     };
     vec![
         ("hostname", format!("{hostname}\n")),
         ("hosts", hosts),
-        ("resolv.conf", host_file("/etc/resolv.conf")),
+        ("resolv.conf", resolv),
     ]
 }
 
@@ -273,6 +284,31 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
     }
     if options.user.is_empty() {
         options.user = img_cfg.user().clone().unwrap_or_default();
+    }
+    for port in img_cfg.exposed_ports().clone().unwrap_or_default() {
+        if !options.expose.contains(&port) {
+            options.expose.push(port);
+        }
+    }
+    // The network must exist, an --ip must be in it, and the host ports
+    // must be free: checked before anything is made.
+    if let NetworkMode::Bridge(net) = &options.network {
+        let record = crate::network::Networks::open(store)?.get(net)?;
+        if let Some(ip) = options.ip
+            && !record.subnet.contains(ip)
+        {
+            bail!(
+                "--ip {ip} is outside network {}'s subnet {}: pick an address in {}",
+                record.name,
+                record.subnet,
+                record.subnet
+            );
+        }
+        crate::network::check_ports(&options.publish)?;
+    } else if !options.publish.is_empty() || options.publish_all {
+        bail!(
+            "published ports need a bridge network: drop -p/-P, or use --network bridge (or a network of yours)"
+        );
     }
 
     // The name check and the rename into place happen under one lock, so two
@@ -361,6 +397,8 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
             restart_count: 0,
             manually_stopped: false,
             storage,
+            endpoints: Vec::new(),
+            ports: Vec::new(),
         };
         let ipc_target = match &options.ipc {
             IpcMode::Container(other) => {

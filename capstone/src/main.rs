@@ -10,6 +10,7 @@ mod doctor;
 mod image;
 mod logs;
 mod monitor;
+mod network;
 mod ops;
 mod options;
 mod state;
@@ -227,6 +228,15 @@ enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Manage networks (lab 04).
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// List a container's published ports, or the host address of one.
+    Port {
+        container: String,
+        /// PORT[/PROTO]: only this container port.
+        port: Option<String>,
+    },
     /// Disk usage and clean-up.
     #[command(subcommand)]
     System(SystemCommand),
@@ -240,6 +250,54 @@ enum Command {
         format: Option<String>,
         #[arg(required = true)]
         containers: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum NetworkCommand {
+    /// Create a bridge network.
+    Create {
+        /// The subnet, e.g. 10.89.0.0/24 (a free one if not given).
+        #[arg(long)]
+        subnet: Option<String>,
+        /// The bridge's address (the first in the subnet if not given).
+        #[arg(long)]
+        gateway: Option<String>,
+        /// No way in or out: no NAT, no published ports.
+        #[arg(long)]
+        internal: bool,
+        /// Only the bridge driver exists.
+        #[arg(short, long, default_value = "bridge")]
+        driver: String,
+        name: String,
+    },
+    /// List networks.
+    #[command(alias = "list")]
+    Ls {
+        /// Only ids.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Full ids.
+        #[arg(long)]
+        no_trunc: bool,
+    },
+    /// Show details of networks as JSON.
+    Inspect {
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove networks (refused while a container is on one).
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove every user-defined network no container is on.
+    Prune {
+        #[arg(short, long)]
+        force: bool,
     },
 }
 
@@ -363,9 +421,35 @@ struct RunArgs {
     /// Mount the volumes of another container: NAME[:ro|rw].
     #[arg(long, value_name = "CONTAINER")]
     volumes_from: Vec<String>,
-    /// none (own loopback only) or host (the host's network).
+    /// none (own loopback only), host (the host's network), bridge (the
+    /// default bridge network, berth0) or a network made with `network create`.
     #[arg(long, visible_alias = "net", default_value = "none")]
     network: String,
+    /// Publish a port: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp].
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    publish: Vec<String>,
+    /// Publish every exposed port on a free host port.
+    #[arg(short = 'P', long)]
+    publish_all: bool,
+    /// Expose a port (PORT[/PROTO]) for -P, as the image's EXPOSE does.
+    #[arg(long, value_name = "PORT")]
+    expose: Vec<String>,
+    /// Another name the container answers to on its network.
+    #[arg(
+        long = "network-alias",
+        visible_alias = "net-alias",
+        value_name = "NAME"
+    )]
+    network_alias: Vec<String>,
+    /// The container's address on its network.
+    #[arg(long, value_name = "IPV4")]
+    ip: Option<String>,
+    /// A nameserver for the container.
+    #[arg(long, value_name = "IP")]
+    dns: Vec<String>,
+    /// Add a line to /etc/hosts: NAME:IP.
+    #[arg(long, value_name = "NAME:IP")]
+    add_host: Vec<String>,
     /// IPC namespace: private, host, or container:NAME.
     #[arg(long, default_value = "private")]
     ipc: String,
@@ -514,6 +598,46 @@ impl RunArgs {
             mounts: self.mounts()?,
             volumes_from: self.volumes_from.clone(),
             network: self.network.parse::<NetworkMode>()?,
+            publish: self
+                .publish
+                .iter()
+                .map(|p| p.parse::<options::PortSpec>())
+                .collect::<Result<_>>()?,
+            publish_all: self.publish_all,
+            expose: self
+                .expose
+                .iter()
+                .map(|e| {
+                    let (port, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+                    format!("{port}/{proto}")
+                        .parse::<options::PortSpec>()
+                        .map(|_| format!("{port}/{proto}"))
+                        .map_err(|_| anyhow::anyhow!("invalid --expose {e:?}: write it as PORT or PORT/PROTO, e.g. 80 or 53/udp"))
+                })
+                .collect::<Result<_>>()?,
+            network_aliases: self.network_alias.clone(),
+            ip: self
+                .ip
+                .as_deref()
+                .map(|ip| {
+                    ip.parse().map_err(|_| {
+                        anyhow::anyhow!("invalid --ip {ip:?}: write an IPv4 address, e.g. 10.89.0.10")
+                    })
+                })
+                .transpose()?,
+            dns: self
+                .dns
+                .iter()
+                .map(|d| {
+                    d.parse()
+                        .map_err(|_| anyhow::anyhow!("invalid --dns {d:?}: write an IP address"))
+                })
+                .collect::<Result<_>>()?,
+            add_hosts: self
+                .add_host
+                .iter()
+                .map(|h| options::parse_add_host(h))
+                .collect::<Result<_>>()?,
             ipc: self.ipc.parse::<IpcMode>()?,
             restart: self.restart.parse::<RestartPolicy>()?,
             cap_add: self.cap_add.clone(),
@@ -639,6 +763,168 @@ fn print_pruned(what: &str, items: &[String], freed: u64) {
         println!();
     }
     println!("Total reclaimed space: {}", disk::human(freed));
+}
+
+/// A network as `docker network inspect` shows it.
+fn network_json(store: &Store, r: &network::Record) -> Result<serde_json::Value> {
+    let mut containers = serde_json::Map::new();
+    for c in store.list()? {
+        for e in c.endpoints.iter().filter(|e| e.network == r.name) {
+            containers.insert(
+                c.id.clone(),
+                serde_json::json!({
+                    "Name": c.name,
+                    "MacAddress": e.mac,
+                    "IPv4Address": format!("{}/{}", e.ip, e.prefix),
+                }),
+            );
+        }
+    }
+    Ok(serde_json::json!({
+        "Name": r.name,
+        "Id": r.id,
+        "Created": humantime::format_rfc3339_seconds(r.created).to_string(),
+        "Driver": r.driver,
+        "Internal": r.internal,
+        "IPAM": { "Driver": "default", "Config": [{ "Subnet": r.subnet.to_string(), "Gateway": r.gateway.to_string() }] },
+        "Options": { "com.docker.network.bridge.name": r.bridge },
+        "Containers": containers,
+    }))
+}
+
+fn network_command(store: &Store, cmd: NetworkCommand) -> Result<u8> {
+    let nets = network::Networks::open(store)?;
+    match cmd {
+        NetworkCommand::Create {
+            subnet,
+            gateway,
+            internal,
+            driver,
+            name,
+        } => {
+            if driver != "bridge" {
+                bail!(
+                    "network driver {driver:?} is not available: berth has bridge (overlay arrives with lab 07)"
+                );
+            }
+            let subnet = subnet.as_deref().map(str::parse).transpose()?;
+            let gateway = gateway
+                .as_deref()
+                .map(|g| {
+                    g.parse().map_err(|_| {
+                        anyhow::anyhow!("invalid --gateway {g:?}: write an IPv4 address")
+                    })
+                })
+                .transpose()?;
+            let r = nets.create(&name, subnet, gateway, internal)?;
+            println!("{}", r.id);
+        }
+        NetworkCommand::Ls { quiet, no_trunc } => {
+            nets.default_network()?;
+            let list = nets.list()?;
+            let id = |i: &str| {
+                if no_trunc {
+                    i.to_string()
+                } else {
+                    i[..12].to_string()
+                }
+            };
+            if quiet {
+                for r in &list {
+                    println!("{}", id(&r.id));
+                }
+            } else {
+                let mut rows = vec![vec![
+                    "NETWORK ID".to_string(),
+                    "NAME".into(),
+                    "DRIVER".into(),
+                    "SCOPE".into(),
+                ]];
+                for r in &list {
+                    rows.push(vec![
+                        id(&r.id),
+                        r.name.clone(),
+                        r.driver.clone(),
+                        "local".into(),
+                    ]);
+                }
+                rows.push(vec![
+                    "-".into(),
+                    "host".into(),
+                    "host".into(),
+                    "local".into(),
+                ]);
+                rows.push(vec![
+                    "-".into(),
+                    "none".into(),
+                    "null".into(),
+                    "local".into(),
+                ]);
+                print!("{}", views::columns(&rows));
+            }
+        }
+        NetworkCommand::Inspect { format, networks } => {
+            let mut out = Vec::new();
+            let mut missing = false;
+            for name in &networks {
+                match nets.get(name) {
+                    Ok(r) => out.push(network_json(store, &r)?),
+                    Err(e) => {
+                        eprintln!("Error: {e}");
+                        missing = true;
+                    }
+                }
+            }
+            match format {
+                Some(f) => {
+                    let t = template::Template::parse(&f)?;
+                    for v in &out {
+                        println!("{}", t.render(v)?);
+                    }
+                }
+                None => println!("{}", serde_json::to_string_pretty(&out)?),
+            }
+            return Ok(if missing { 1 } else { 0 });
+        }
+        NetworkCommand::Rm { networks } => {
+            let mut failed = false;
+            for n in &networks {
+                match nets.remove(store, n) {
+                    Ok(name) => println!("{name}"),
+                    Err(e) => {
+                        eprintln!("Error: {e:#}");
+                        failed = true;
+                    }
+                }
+            }
+            return Ok(if failed { 1 } else { 0 });
+        }
+        NetworkCommand::Prune { force } => {
+            if !disk::confirm(
+                "WARNING! This will remove all custom networks not used by at least one container.",
+                force,
+            ) {
+                return Ok(0);
+            }
+            let mut removed = Vec::new();
+            for r in nets
+                .list()?
+                .into_iter()
+                .filter(|r| r.name != network::DEFAULT)
+            {
+                if nets.remove(store, &r.name).is_ok() {
+                    removed.push(r.name);
+                }
+            }
+            if !removed.is_empty() {
+                println!("Deleted Networks:");
+                for n in removed {
+                    println!("{n}");
+                }
+            }
+        }
+    }
+    Ok(0)
 }
 
 fn volume_command(store: &Store, cmd: VolumeCommand) -> Result<u8> {
@@ -1007,6 +1293,47 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Info => info(&store).map_err(fail(1)),
         Command::Doctor { .. } => unreachable!("berth doctor runs before the engine state opens"),
         Command::Volume(cmd) => volume_command(&store, cmd).map_err(fail(1)),
+        Command::Network(cmd) => network_command(&store, cmd).map_err(fail(1)),
+        Command::Port { container, port } => {
+            let c = store.find(&container).map_err(fail(1))?;
+            let wanted = port.map(|p| {
+                if p.contains('/') {
+                    p
+                } else {
+                    format!("{p}/tcp")
+                }
+            });
+            let mut found = false;
+            for b in &c.ports {
+                let key = format!("{}/{}", b.container_port, b.protocol);
+                match &wanted {
+                    Some(w) if *w != key => {}
+                    Some(_) => {
+                        found = true;
+                        println!(
+                            "{}:{}",
+                            b.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                            b.host_port
+                        );
+                    }
+                    None => {
+                        found = true;
+                        println!(
+                            "{key} -> {}:{}",
+                            b.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                            b.host_port
+                        );
+                    }
+                }
+            }
+            match wanted {
+                Some(w) if !found => Err(fail(1)(anyhow::anyhow!(
+                    "no public port '{w}' published for {}",
+                    c.name
+                ))),
+                _ => Ok(0),
+            }
+        }
         Command::System(cmd) => system_command(&store, cmd).map_err(fail(1)),
         Command::Container(ContainerCommand::Prune { force }) => {
             if !disk::confirm("WARNING! This will remove all stopped containers.", force) {
@@ -1322,10 +1649,16 @@ mod tests {
                 .contains("65 bytes")
         );
         assert!(
-            opts(&["run", "--network", "bridge", "busybox"])
+            opts(&["run", "-p", "80:80/sctp", "busybox"])
                 .unwrap_err()
                 .to_string()
-                .contains("lab 04")
+                .contains("invalid port spec")
+        );
+        assert!(
+            opts(&["run", "--ip", "10.0.0.300", "busybox"])
+                .unwrap_err()
+                .to_string()
+                .contains("invalid --ip")
         );
         assert!(opts(&["run", "--restart", "sometimes", "busybox"]).is_err());
         assert!(parse(&["run", "--frobnicate", "busybox"]).is_err());

@@ -186,9 +186,23 @@ fn monitor(store: &Store, id: &str, attach: Attach, ready: &mut Option<File>) ->
         let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
 
         let started = Instant::now();
-        let (running, cgroup) = match spawn_in_cgroup(id, o, &mut config, stdio) {
+        // The network (lab 04) is built before the container exists, in a
+        // namespace it joins by path, and taken down when it exits.
+        let spawned = crate::network::attach(store, &record, &o.expose)
+            .map_err(|e| (125, format!("{e:#}")))
+            .and_then(|attachment| {
+                if let Some(a) = &attachment {
+                    config.namespaces.insert(
+                        namespaces::Namespace::Network,
+                        namespaces::NsMode::Join(a.netns.clone()),
+                    );
+                }
+                spawn_in_cgroup(id, o, &mut config, stdio).map(|r| (r, attachment))
+            });
+        let ((running, cgroup), attachment) = match spawned {
             Ok(r) => r,
             Err((code, message)) => {
+                crate::network::detach(store, id);
                 store.update(id, |c| {
                     c.state.status = if c.restart_count > 0 {
                         Status::Exited
@@ -245,6 +259,8 @@ fn monitor(store: &Store, id: &str, attach: Attach, ready: &mut Option<File>) ->
         let code = exit.status();
         tracing::debug!(container = id, ?exit, "container exited");
         let oom_killed = cgroup.as_ref().is_some_and(finish_cgroup);
+        drop(attachment);
+        crate::network::detach(store, id);
 
         let decision = store.update(id, |c| {
             c.state.status = Status::Exited;

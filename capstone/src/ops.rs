@@ -251,9 +251,10 @@ pub fn remove(store: &Store, key: &str, force: bool) -> Result<()> {
         }
         wait_recorded(store, &c.id, 137)?;
     }
+    // The monitor removes the cgroup and the network when the container
+    // exits; if the monitor was killed, that is left to us.
+    crate::network::detach(store, &c.id);
     let _lock = store.lock(&c.id)?;
-    // The monitor removes the cgroup when the container exits; if the
-    // monitor was killed, that is left to us.
     crate::cgroup::cleanup(&c.id, c.options.rootless);
     remove_files(store, &c.id);
     Ok(())

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-/// How a container is connected before lab 04 brings bridges.
+/// How a container is connected (`--network`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkMode {
@@ -16,6 +16,20 @@ pub enum NetworkMode {
     None,
     /// The host's network namespace.
     Host,
+    /// Its own network namespace, plugged into the named bridge network
+    /// (lab 04): `bridge` is the default one, `berth0`.
+    Bridge(String),
+}
+
+impl NetworkMode {
+    /// The name Docker shows for it (`HostConfig.NetworkMode`).
+    pub fn name(&self) -> &str {
+        match self {
+            NetworkMode::None => "none",
+            NetworkMode::Host => "host",
+            NetworkMode::Bridge(n) => n,
+        }
+    }
 }
 
 impl FromStr for NetworkMode {
@@ -24,12 +38,86 @@ impl FromStr for NetworkMode {
         match s {
             "none" => Ok(NetworkMode::None),
             "host" => Ok(NetworkMode::Host),
-            "bridge" | "default" => bail!(
-                "network {s:?} is not available yet: bridge networking arrives with lab 04; use --network none or --network host"
-            ),
-            other => bail!("network {other} not found; available networks: none, host"),
+            "bridge" | "default" => Ok(NetworkMode::Bridge("bridge".into())),
+            "" => bail!("--network needs a value: none, host, bridge or a network's name"),
+            other if other.starts_with("container:") => {
+                bail!("--network container:NAME is not supported: use a user-defined network")
+            }
+            other => Ok(NetworkMode::Bridge(other.to_string())),
         }
     }
+}
+
+/// TCP or UDP, for a published port.
+pub use network::firewall::Protocol;
+
+/// One `-p` flag: `[IP:][HOST:]CONTAINER[/PROTO]`. No host port means any
+/// free one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSpec {
+    pub host_ip: Option<std::net::Ipv4Addr>,
+    pub host_port: Option<u16>,
+    pub container_port: u16,
+    pub protocol: Protocol,
+}
+
+impl FromStr for PortSpec {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let fix = "write it as [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp], e.g. -p 8080:80 or -p 127.0.0.1:8080:80/tcp";
+        let (rest, protocol) = match s.rsplit_once('/') {
+            Some((r, "tcp")) => (r, Protocol::Tcp),
+            Some((r, "udp")) => (r, Protocol::Udp),
+            Some((_, p)) => {
+                bail!("invalid port spec {s:?}: protocol {p:?} is neither tcp nor udp; {fix}")
+            }
+            None => (s, Protocol::Tcp),
+        };
+        let port = |p: &str, what: &str| -> Result<u16> {
+            match p.parse::<u16>() {
+                Ok(0) | Err(_) => bail!(
+                    "invalid port spec {s:?}: {what} {p:?} is not a port from 1 to 65535; {fix}"
+                ),
+                Ok(n) => Ok(n),
+            }
+        };
+        let parts: Vec<&str> = rest.split(':').collect();
+        let (ip, host, container) = match parts.as_slice() {
+            [c] => (None, None, *c),
+            [h, c] => (None, Some(*h), *c),
+            [ip, h, c] => (Some(*ip), Some(*h), *c),
+            _ => bail!("invalid port spec {s:?}: too many parts; {fix}"),
+        };
+        let host_ip = match ip {
+            None | Some("") => None,
+            Some(ip) => Some(ip.parse::<std::net::Ipv4Addr>().map_err(|_| {
+                anyhow::anyhow!("invalid port spec {s:?}: {ip:?} is not an IPv4 address; {fix}")
+            })?),
+        };
+        Ok(PortSpec {
+            host_ip: host_ip.filter(|ip| !ip.is_unspecified()),
+            host_port: match host {
+                None | Some("") => None,
+                Some(h) => Some(port(h, "host port")?),
+            },
+            container_port: port(container, "container port")?,
+            protocol,
+        })
+    }
+}
+
+/// A `--add-host NAME:IP` entry.
+pub fn parse_add_host(s: &str) -> Result<(String, std::net::IpAddr)> {
+    let (name, ip) = s.split_once(':').ok_or_else(|| {
+        anyhow::anyhow!("invalid --add-host {s:?}: write it as NAME:IP, e.g. db:10.0.0.5")
+    })?;
+    let ip = ip
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid --add-host {s:?}: {ip:?} is not an IP address"))?;
+    if name.is_empty() {
+        bail!("invalid --add-host {s:?}: the name is empty");
+    }
+    Ok((name.to_string(), ip))
 }
 
 /// How a container shares System V / POSIX IPC.
@@ -174,6 +262,28 @@ pub struct RunOptions {
     pub mounts: Vec<overlay::volume::VolumeMount>,
     #[serde(default)]
     pub volumes_from: Vec<String>,
+    /// Published ports (`-p`), lab 04.
+    #[serde(default)]
+    pub publish: Vec<PortSpec>,
+    /// Publish every port the image exposes on a free host port (`-P`).
+    #[serde(default)]
+    pub publish_all: bool,
+    /// More names the container answers to on its networks.
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
+    /// The address asked for (`--ip`).
+    #[serde(default)]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// Nameservers for the container (`--dns`).
+    #[serde(default)]
+    pub dns: Vec<std::net::IpAddr>,
+    /// Extra /etc/hosts lines (`--add-host NAME:IP`).
+    #[serde(default)]
+    pub add_hosts: Vec<(String, std::net::IpAddr)>,
+    /// The ports the container exposes (`PORT/PROTO`): the image's
+    /// `EXPOSE`s and `--expose`; `-P` publishes them.
+    #[serde(default)]
+    pub expose: Vec<String>,
 }
 
 /// Parses `-e` values: `NAME=VALUE` is taken as it is; a bare `NAME` takes the
@@ -322,13 +432,37 @@ mod tests {
             IpcMode::Container("db".into())
         );
         assert!("container:".parse::<IpcMode>().is_err());
-        assert!(
-            "bridge"
-                .parse::<NetworkMode>()
-                .unwrap_err()
-                .to_string()
-                .contains("lab 04")
+        assert_eq!(
+            "bridge".parse::<NetworkMode>().unwrap(),
+            NetworkMode::Bridge("bridge".into())
         );
+        assert_eq!(
+            "backend".parse::<NetworkMode>().unwrap(),
+            NetworkMode::Bridge("backend".into())
+        );
+        assert!("container:db".parse::<NetworkMode>().is_err());
+        // Port specs, and errors that say how to write them.
+        let p = |s: &str| s.parse::<PortSpec>();
+        assert_eq!(
+            p("127.0.0.1:8080:80/udp").unwrap(),
+            PortSpec {
+                host_ip: Some(std::net::Ipv4Addr::LOCALHOST),
+                host_port: Some(8080),
+                container_port: 80,
+                protocol: Protocol::Udp
+            }
+        );
+        assert_eq!(p("80").unwrap().host_port, None);
+        assert_eq!(p("0.0.0.0::80").unwrap().host_ip, None);
+        for (bad, why) in [
+            ("80/sctp", "neither tcp nor udp"),
+            ("0:80", "not a port from 1 to 65535"),
+            ("a:b:c:d", "too many parts"),
+            ("300.1.1.1:80:80", "not an IPv4 address"),
+        ] {
+            let e = p(bad).unwrap_err().to_string();
+            assert!(e.contains(why) && e.contains("-p 8080:80"), "{bad}: {e}");
+        }
         assert_eq!(
             parse_signal("term").unwrap(),
             nix::sys::signal::Signal::SIGTERM

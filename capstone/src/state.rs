@@ -121,6 +121,12 @@ pub struct Container {
     /// lab 03 have none recorded: theirs is a copy.
     #[serde(default)]
     pub storage: crate::storage::Storage,
+    /// Its place on a bridge network while it runs (lab 04).
+    #[serde(default)]
+    pub endpoints: Vec<crate::network::Endpoint>,
+    /// Its published ports while it runs, with the host ports chosen.
+    #[serde(default)]
+    pub ports: Vec<crate::network::Binding>,
 }
 
 impl Container {

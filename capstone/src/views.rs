@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
-use crate::options::{IpcMode, NetworkMode, RestartPolicy};
+use crate::options::{IpcMode, RestartPolicy};
 use crate::state::{Container, Status};
 
 /// Docker's timestamp format, with the zero time for "never".
@@ -85,7 +85,7 @@ pub fn ps_row(c: &Container, now: SystemTime, no_trunc: bool) -> Value {
         "Command": command_text(c, no_trunc),
         "CreatedAt": humantime::format_rfc3339_seconds(c.created).to_string(),
         "RunningFor": format!("{} ago", human_duration(since(Some(c.created), now))),
-        "Ports": "",
+        "Ports": c.ports.iter().map(crate::network::Binding::describe).collect::<Vec<_>>().join(", "),
         "State": c.state.status.as_str(),
         "Status": status_text(c, now),
         "Names": c.name,
@@ -169,9 +169,10 @@ pub fn inspect(c: &Container, dir: &std::path::Path) -> Value {
         "Driver": c.storage.driver.as_str(),
         "GraphDriver": graph_driver(c, dir),
         "Mounts": mounts(c, dir),
+        "NetworkSettings": crate::network::settings(c),
         "Platform": "linux",
         "HostConfig": {
-            "NetworkMode": match o.network { NetworkMode::None => "none", NetworkMode::Host => "host" },
+            "NetworkMode": o.network.name(),
             "IpcMode": match &o.ipc { IpcMode::Private => "private".to_string(), IpcMode::Host => "host".to_string(), IpcMode::Container(n) => format!("container:{n}") },
             "RestartPolicy": {"Name": o.restart.to_string(), "MaximumRetryCount": restart_max},
             "AutoRemove": o.auto_remove,

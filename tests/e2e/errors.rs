@@ -78,7 +78,7 @@ fn name_in_use() {
 #[test]
 fn invalid_options() {
     let b = berth!();
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["run", "-u", "a:b:c", "busybox", "true"], "invalid --user"),
         (
             &["run", "-u", "ghost", "busybox", "true"],
@@ -100,7 +100,14 @@ fn invalid_options() {
             &["run", "--name", "bad/name", "busybox", "true"],
             "invalid container name",
         ),
-        (&["run", "--network", "bridge", "busybox", "true"], "lab 04"),
+        (
+            &["run", "--network", "nope", "busybox", "true"],
+            "network nope not found",
+        ),
+        (
+            &["run", "-p", "8080:80", "busybox", "true"],
+            "published ports need a bridge network",
+        ),
     ];
     for (args, want) in cases {
         let (code, _, err) = b.run(args);

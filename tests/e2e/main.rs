@@ -10,6 +10,7 @@ mod doctor;
 mod errors;
 mod lifecycle;
 mod limits;
+mod network;
 mod pty;
 mod rootless;
 mod run;

@@ -8,6 +8,9 @@ use assert_cmd::Command;
 
 pub struct Berth {
     pub dir: tempfile::TempDir,
+    /// The network namespace berth runs in, for the network tests: a
+    /// throwaway "host" whose bridges, veth pairs and firewall go with it.
+    pub host_netns: Option<network::netns::NetNs>,
 }
 
 impl Berth {
@@ -20,7 +23,36 @@ impl Berth {
             .prefix("berth-e2e-")
             .tempdir()
             .unwrap();
-        Some(Berth { dir })
+        Some(Berth {
+            dir,
+            host_netns: None,
+        })
+    }
+
+    /// A fresh engine that runs in a network namespace of its own, with
+    /// loopback up: everything `berth` does to the network happens there.
+    pub fn in_own_network(test: &str) -> Option<Berth> {
+        let mut b = Berth::new(test)?;
+        let ns = network::netns::NetNs::create(b.dir.path().join("host-netns")).unwrap();
+        ns.run(|| network::link::Netlink::open()?.set_up("lo", true))
+            .unwrap();
+        b.host_netns = Some(ns);
+        Some(b)
+    }
+
+    /// A command run as a program on the engine's "host": in its network
+    /// namespace, if it has one.
+    pub fn on_host(&self, program: &str) -> std::process::Command {
+        match &self.host_netns {
+            Some(ns) => {
+                let mut c = std::process::Command::new("nsenter");
+                c.arg(format!("--net={}", ns.path().display()))
+                    .arg("--")
+                    .arg(program);
+                c
+            }
+            None => std::process::Command::new(program),
+        }
     }
 
     pub fn root(&self) -> PathBuf {
@@ -33,7 +65,7 @@ impl Berth {
 
     /// `berth --root … --runroot …` ready for more arguments.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+        let mut c = Command::from_std(self.on_host(env!("CARGO_BIN_EXE_berth")));
         c.arg("--root")
             .arg(self.root())
             .arg("--runroot")
@@ -118,6 +150,9 @@ impl Drop for Berth {
         let ids = self.run(&["ps", "-aq", "--no-trunc"]).1;
         for id in ids.split_whitespace() {
             let _ = self.run(&["rm", "-f", id]);
+        }
+        if let Some(ns) = self.host_netns.take() {
+            let _ = ns.remove();
         }
         if std::thread::panicking() {
             return;
