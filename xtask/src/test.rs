@@ -19,6 +19,11 @@ struct Machine {
     processes: BTreeSet<String>,
     cgroups: BTreeSet<String>,
     berth_state: bool,
+    /// `nft list tables`: the engine's `ip berth` must not stay behind.
+    nft_tables: BTreeSet<String>,
+    /// Tests run networks in namespaces of their own; the host's own
+    /// setting must not change.
+    ip_forward: String,
 }
 
 fn snapshot() -> Machine {
@@ -41,7 +46,7 @@ fn snapshot() -> Machine {
             continue;
         };
         let comm = comm.trim();
-        if ["berth", "lab01-demo", "probe"].contains(&comm) {
+        if ["berth", "lab01-demo", "probe", "busybox", "httpd"].contains(&comm) {
             processes.insert(format!("{} {comm}", entry.file_name().to_string_lossy()));
         }
     }
@@ -68,6 +73,17 @@ fn snapshot() -> Machine {
         links: names("/sys/class/net"),
         processes,
         berth_state: std::path::Path::new("/run/berth/locks").exists(),
+        nft_tables: std::process::Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default(),
     }
 }
 
@@ -84,6 +100,14 @@ fn leaks(before: &Machine, after: &Machine) -> Vec<String> {
     new("network link", &before.links, &after.links, &mut out);
     new("process", &before.processes, &after.processes, &mut out);
     new("cgroup", &before.cgroups, &after.cgroups, &mut out);
+    new("nftables", &before.nft_tables, &after.nft_tables, &mut out);
+    if before.ip_forward != after.ip_forward {
+        out.push(format!(
+            "sysctl: net.ipv4.ip_forward changed from {} to {} (network tests must run in a namespace of their own)",
+            before.ip_forward.trim(),
+            after.ip_forward.trim()
+        ));
+    }
     if after.berth_state && !before.berth_state {
         out.push("state: /run/berth was created (tests must use a temporary root)".into());
     }
@@ -249,12 +273,20 @@ mod tests {
         let after = Machine {
             mounts: ["/".to_string(), "/tmp/x/rootfs".to_string()].into(),
             processes: ["42 berth".to_string()].into(),
+            nft_tables: ["table ip berth".to_string()].into(),
+            ip_forward: "1\n".into(),
             ..Default::default()
         };
         assert_eq!(
             leaks(&before, &after),
-            vec!["mount: /tmp/x/rootfs", "process: 42 berth"]
+            vec![
+                "mount: /tmp/x/rootfs",
+                "process: 42 berth",
+                "nftables: table ip berth",
+                "sysctl: net.ipv4.ip_forward changed from  to 1 (network tests must run in a namespace of their own)"
+            ]
         );
-        assert!(leaks(&after, &before).is_empty());
+        // What went away is no leak; a setting that changed is, either way.
+        assert_eq!(leaks(&after, &before).len(), 1);
     }
 }
