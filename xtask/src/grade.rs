@@ -281,9 +281,9 @@ const TEST_CRATES: [&str; 2] = ["probe", "testkit"];
 
 /// Copies a submission next to the reference tests: the submission's own
 /// files, then on top the reference's `tests/` folders (with the instructor
-/// tests, which the starter lacks), step manifests (which name them), and
-/// the test helper crates [`TEST_CRATES`], so that a submission cannot pass
-/// by editing the tests or what they rely on.
+/// tests, which the starter lacks), step manifests (which name them), the
+/// test helper crates [`TEST_CRATES`] and the workspace manifest, so that a
+/// submission cannot pass by editing the tests or what they rely on.
 fn prepare_submission(submission: &Path, reference: &Path, into: &Path) -> Result<()> {
     setup::run(
         Command::new("cp")
@@ -315,6 +315,9 @@ fn prepare_submission(submission: &Path, reference: &Path, into: &Path) -> Resul
         setup::run(Command::new("cp").arg("-a").arg(&src).arg(&dst))?;
         let _ = std::fs::remove_dir_all(dst.join("target"));
     }
+    // The workspace manifest names where the test crates live: the
+    // reference's, so that a submission cannot point them elsewhere.
+    std::fs::copy(reference.join("Cargo.toml"), into.join("Cargo.toml"))?;
     Ok(())
 }
 
@@ -872,6 +875,7 @@ mod tests {
         write(&reference, "labs/01-x/src/lib.rs", "reference code");
         write(&reference, "probe/src/main.rs", "reference probe");
         write(&reference, "testkit/src/lib.rs", "reference testkit");
+        write(&reference, "Cargo.toml", "[workspace]\nreference = true\n");
         // The starter lacks the instructor tests; the student changed a
         // test, the test helpers and the probe.
         write(
@@ -888,6 +892,7 @@ mod tests {
         write(&submission, "probe/src/main.rs", "student probe");
         write(&submission, "testkit/src/lib.rs", "student testkit");
         write(&submission, "testkit/src/extra.rs", "student helper");
+        write(&submission, "Cargo.toml", "[workspace]\n# testkit moved\n");
         std::fs::create_dir_all(&into).unwrap();
 
         prepare_submission(&submission, &reference, &into).unwrap();
@@ -895,6 +900,7 @@ mod tests {
         assert_eq!(read("labs/01-x/src/lib.rs"), "student code");
         assert_eq!(read("labs/01-x/tests/steps.rs"), "fn a() {}");
         assert_eq!(read("labs/01-x/tests/instructor.rs"), "fn b() {}");
+        assert_eq!(read("Cargo.toml"), "[workspace]\nreference = true\n");
         assert_eq!(read("probe/src/main.rs"), "reference probe");
         assert_eq!(read("testkit/src/lib.rs"), "reference testkit");
         assert!(!into.join("testkit/src/extra.rs").exists());
