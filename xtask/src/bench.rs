@@ -69,6 +69,11 @@
 //! The raw samples and the summary go to `target/bench/start.json`, so that
 //! figures quoted elsewhere can be traced to a run.
 //!
+//! Last, [`crate::bench_net`] times one container's network set-up (lab 04)
+//! through the lab's netlink code against the `ip` and `nft` commands, and
+//! `berth run --rm` with and without a network; its samples go to
+//! `target/bench/network.json`.
+//!
 //! `--runs` (default 200) is the number of timed runs per tool, in the first
 //! and the storage table; the step table uses half as many.
 //!
@@ -113,7 +118,7 @@ const STORAGE_BUDGET_S: f64 = 60.0;
 const STORAGE_MIN_RUNS: usize = 20;
 
 /// Measures container start-up; see the module documentation.
-pub fn run(runs: usize) -> Result<()> {
+pub fn run(runs: usize, network_only: bool) -> Result<()> {
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -125,6 +130,9 @@ pub fn run(runs: usize) -> Result<()> {
     setup::install(&[("runc", RUNC), ("crun", CRUN)])?;
     eprintln!("==> building berth (release)");
     setup::run(&mut setup::cargo(&["build", "--release", "-p", "berth"]))?;
+    if network_only {
+        return network_table(runs);
+    }
 
     let unified_at_start = mount_points()?.iter().any(|m| m == UNIFIED);
     let host_before = HostState::now()?;
@@ -140,7 +148,19 @@ pub fn run(runs: usize) -> Result<()> {
     fs::write(&path, serde_json::to_string_pretty(&report.json)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
     println!("raw samples and summary: {}", path.display());
-    cleaned
+    cleaned?;
+    network_table(runs.min(100))
+}
+
+/// Lab 04: one container's network, in namespaces of its own.
+fn network_table(runs: usize) -> Result<()> {
+    let net = crate::bench_net::measure(runs, &setup::target_bin("release", "berth"))?;
+    println!("{}", net.text);
+    let path = crate::bench_net::json_path();
+    fs::write(&path, serde_json::to_string_pretty(&net.json)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!("network samples: {}", path.display());
+    Ok(())
 }
 
 /// The printed tables and the JSON written to `target/bench/start.json`.

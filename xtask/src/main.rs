@@ -4,6 +4,7 @@
 //! what the machine lacks (see [`setup`]), then does its job.
 
 mod bench;
+mod bench_net;
 mod book;
 mod course;
 mod demo;
@@ -40,6 +41,9 @@ enum Command {
         /// Runs per tool.
         #[arg(long, default_value_t = 200)]
         runs: usize,
+        /// Only the network table (lab 04).
+        #[arg(long)]
+        network_only: bool,
     },
     /// Check the book's includes and build it; with --check, re-run its
     /// checked transcripts instead (as root).
@@ -117,7 +121,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Demo => demo::run(),
         Command::Test { no_install } => test::run(!no_install),
-        Command::Bench { runs } => bench::run(runs),
+        Command::Bench { runs, network_only } => bench::run(runs, network_only),
         Command::Book { check: false, .. } => book::run(),
         Command::Book {
             check: true,
