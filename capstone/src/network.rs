@@ -109,6 +109,9 @@ impl Binding {
 pub struct Networks {
     dir: PathBuf,
     leases: ipam::Store,
+    /// The firewall script last installed, in the runroot (a reboot clears
+    /// both it and the table).
+    installed: PathBuf,
 }
 
 /// Network names follow container names' rules.
@@ -160,6 +163,7 @@ impl Networks {
         Ok(Networks {
             leases: ipam::Store::open(dir.join("leases"))?,
             dir,
+            installed: store.runroot.join("firewall.nft"),
         })
     }
 
@@ -359,11 +363,13 @@ impl Networks {
     }
 
     /// Rewrites the engine's firewall table from every network and every
-    /// running container's published ports (the lock is held, or not
-    /// needed). With no network left, the table goes.
+    /// running container's published ports (the lock is held), unless the
+    /// table installed already says exactly that. With no network left,
+    /// the table goes.
     fn refresh_firewall(&self, store: &Store) -> Result<()> {
         let networks = self.list()?;
         if networks.is_empty() {
+            let _ = std::fs::remove_file(&self.installed);
             return Ok(firewall::remove_all()?);
         }
         let mut rules = firewall::Ruleset {
@@ -391,7 +397,17 @@ impl Networks {
                 });
             }
         }
-        Ok(firewall::apply(&rules)?)
+        // What is installed is recorded; the same rules again (a container
+        // without published ports coming or going) cost no `nft` at all.
+        let script = firewall::render(&rules);
+        if std::fs::read_to_string(&self.installed).is_ok_and(|s| s == script) {
+            return Ok(());
+        }
+        firewall::apply(&rules)?;
+        let tmp = self.installed.with_extension("nft.tmp");
+        std::fs::write(&tmp, &script)?;
+        std::fs::rename(&tmp, &self.installed)?;
+        Ok(())
     }
 
     /// Writes the names a network's DNS servers answer: each running
