@@ -906,16 +906,7 @@ fn network_command(store: &Store, cmd: NetworkCommand) -> Result<u8> {
             ) {
                 return Ok(0);
             }
-            let mut removed = Vec::new();
-            for r in nets
-                .list()?
-                .into_iter()
-                .filter(|r| r.name != network::DEFAULT)
-            {
-                if nets.remove(store, &r.name).is_ok() {
-                    removed.push(r.name);
-                }
-            }
+            let removed = nets.prune(store)?;
             if !removed.is_empty() {
                 println!("Deleted Networks:");
                 for n in removed {
@@ -1028,8 +1019,9 @@ fn system_command(store: &Store, cmd: SystemCommand) -> Result<u8> {
             volumes: with_volumes,
             force,
         } => {
-            let mut warning =
-                String::from("WARNING! This will remove:\n  - all stopped containers\n");
+            let mut warning = String::from(
+                "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n",
+            );
             if with_volumes {
                 warning.push_str("  - anonymous volumes not used by at least one container\n");
             }
@@ -1046,6 +1038,14 @@ fn system_command(store: &Store, cmd: SystemCommand) -> Result<u8> {
                 println!("Deleted Containers:");
                 for id in &containers {
                     println!("{id}");
+                }
+                println!();
+            }
+            let networks = network::Networks::open(store)?.prune(store)?;
+            if !networks.is_empty() {
+                println!("Deleted Networks:");
+                for n in &networks {
+                    println!("{n}");
                 }
                 println!();
             }

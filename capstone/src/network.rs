@@ -353,6 +353,18 @@ impl Networks {
         Ok(r.name)
     }
 
+    /// Removes every user-defined network no container is on (`network
+    /// prune`, and part of `system prune`); returns their names.
+    pub fn prune(&self, store: &Store) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for r in self.list()?.into_iter().filter(|r| r.name != DEFAULT) {
+            if self.remove(store, &r.name).is_ok() {
+                removed.push(r.name);
+            }
+        }
+        Ok(removed)
+    }
+
     /// Makes the network's bridge, if it is not there, with its address.
     fn ensure_bridge(&self, nl: &Netlink, r: &Record) -> Result<()> {
         nl.bridge(&r.bridge)?;

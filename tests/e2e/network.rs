@@ -408,4 +408,9 @@ fn network_commands_and_their_errors() {
     assert!(!links.contains("br-"), "{links}");
     assert!(links.contains("berth0"), "{links}");
     assert!(!links.contains("vb"), "veth pairs left: {links}");
+    // system prune takes unused user-defined networks with it.
+    b.ok(&["network", "create", "spare"]);
+    let pruned = b.ok(&["system", "prune", "-f"]);
+    assert!(pruned.contains("Deleted Networks:\nspare\n"), "{pruned}");
+    assert!(!b.ok(&["network", "ls"]).contains("spare"));
 }
