@@ -864,27 +864,9 @@ fn network_command(store: &Store, cmd: NetworkCommand) -> Result<u8> {
             }
         }
         NetworkCommand::Inspect { format, networks } => {
-            let mut out = Vec::new();
-            let mut missing = false;
-            for name in &networks {
-                match nets.get(name) {
-                    Ok(r) => out.push(network_json(store, &r)?),
-                    Err(e) => {
-                        eprintln!("Error: {e}");
-                        missing = true;
-                    }
-                }
-            }
-            match format {
-                Some(f) => {
-                    let t = template::Template::parse(&f)?;
-                    for v in &out {
-                        println!("{}", t.render(v)?);
-                    }
-                }
-                None => println!("{}", serde_json::to_string_pretty(&out)?),
-            }
-            return Ok(if missing { 1 } else { 0 });
+            return print_inspected(&networks, format.as_deref(), |name| {
+                network_json(store, &nets.get(name)?)
+            });
         }
         NetworkCommand::Rm { networks } => {
             let mut failed = false;
@@ -916,6 +898,37 @@ fn network_command(store: &Store, cmd: NetworkCommand) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// Prints what `inspect` subcommands print: a JSON array of the objects
+/// found, or each rendered through `--format`; each name not found is an
+/// error on stderr, and the exit code is 1 if there was one.
+fn print_inspected(
+    names: &[String],
+    format: Option<&str>,
+    find: impl Fn(&str) -> Result<serde_json::Value>,
+) -> Result<u8> {
+    let mut out = Vec::new();
+    let mut missing = false;
+    for name in names {
+        match find(name) {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                eprintln!("Error: {e}");
+                missing = true;
+            }
+        }
+    }
+    match format {
+        Some(f) => {
+            let t = template::Template::parse(f)?;
+            for v in &out {
+                println!("{}", t.render(v)?);
+            }
+        }
+        None => println!("{}", serde_json::to_string_pretty(&out)?),
+    }
+    Ok(if missing { 1 } else { 0 })
 }
 
 fn volume_command(store: &Store, cmd: VolumeCommand) -> Result<u8> {
@@ -957,27 +970,9 @@ fn volume_command(store: &Store, cmd: VolumeCommand) -> Result<u8> {
             format,
             volumes: names,
         } => {
-            let mut out = Vec::new();
-            let mut missing = false;
-            for name in &names {
-                match volumes.get(name) {
-                    Ok(v) => out.push(v.to_docker_json()),
-                    Err(e) => {
-                        eprintln!("Error: {e}");
-                        missing = true;
-                    }
-                }
-            }
-            match format {
-                Some(f) => {
-                    let t = template::Template::parse(&f)?;
-                    for v in &out {
-                        println!("{}", t.render(v)?);
-                    }
-                }
-                None => println!("{}", serde_json::to_string_pretty(&out)?),
-            }
-            return Ok(if missing { 1 } else { 0 });
+            return print_inspected(&names, format.as_deref(), |name| {
+                Ok(volumes.get(name)?.to_docker_json())
+            });
         }
         VolumeCommand::Rm {
             force: _,

@@ -41,7 +41,6 @@ use anyhow::{Context, Result, bail};
 use network::firewall::{self, Network, PortMapping, Protocol, Ruleset};
 use network::link::{Netlink, mac_for};
 use network::netns::NetNs;
-use nix::sched::{CloneFlags, unshare};
 use serde_json::{Value, json};
 
 const BRIDGE: &str = "br-bench";
@@ -185,16 +184,7 @@ pub struct Report {
 /// release binary.
 pub fn measure(runs: usize, berth: &Path) -> Result<Report> {
     let berth = berth.to_path_buf();
-    std::thread::spawn(move || -> Result<Report> {
-        unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS)
-            .context("new network and mount namespaces")?;
-        nix::mount::mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )?;
+    network::netns::on_a_new_host(move || -> Result<Report> {
         nix::mount::mount(
             Some("bench-run"),
             "/run",
@@ -206,16 +196,31 @@ pub fn measure(runs: usize, berth: &Path) -> Result<Report> {
             .prefix("berth-bench-net-")
             .tempdir_in("/var/tmp")?;
         let host = Netlink::open()?;
-        host.set_up("lo", true)?;
         host.bridge(BRIDGE)?;
         host.add_address(BRIDGE, GATEWAY, 16)?;
         host.set_up(BRIDGE, true)?;
 
         let mut rows = vec![
-            Row { label: "lab netlink (rtnetlink)", samples: vec![], rules: vec![] },
-            Row { label: "ip, peer made in the namespace", samples: vec![], rules: vec![] },
-            Row { label: "ip, peer made on the host and moved", samples: vec![], rules: vec![] },
-            Row { label: "ip -batch (two runs)", samples: vec![], rules: vec![] },
+            Row {
+                label: "lab netlink (rtnetlink)",
+                samples: vec![],
+                rules: vec![],
+            },
+            Row {
+                label: "ip, peer made in the namespace",
+                samples: vec![],
+                rules: vec![],
+            },
+            Row {
+                label: "ip, peer made on the host and moved",
+                samples: vec![],
+                rules: vec![],
+            },
+            Row {
+                label: "ip -batch (two runs)",
+                samples: vec![],
+                rules: vec![],
+            },
         ];
         eprintln!("==> timing one container's network set-up, {runs} rounds");
         for (i, _) in rows.iter().enumerate() {
@@ -302,9 +307,7 @@ pub fn measure(runs: usize, berth: &Path) -> Result<Report> {
                 "berth_run": {"none_ms": runs_none, "bridge_ms": runs_bridge},
             }),
         })
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("the network benchmark's thread panicked"))?
+    })?
 }
 
 /// Where the network table's samples go.

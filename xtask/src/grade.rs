@@ -31,7 +31,7 @@ use std::collections::HashMap;
 
 use crate::setup;
 use crate::steps::{Lab, Step};
-use crate::vmtest::{self, VmOutcome, VmStatus, VmTest};
+use crate::vmtest::{self, VmOutcome, VmStatus, VmTest, tail};
 
 /// How one test ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,18 +144,6 @@ fn test_args(package: &str, test: &str) -> Result<Vec<String>> {
     }
     args.extend(["--".to_string(), "--exact".into(), path.to_string()]);
     Ok(args)
-}
-
-/// Keeps the end of a long output.
-fn tail(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut start = text.len() - max;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    format!("…{}", &text[start..])
 }
 
 /// Grades one step of one lab in `dir`.

@@ -935,7 +935,7 @@ impl<'a> Builder<'a> {
 
 /// The end of `text`, at most about `max` bytes of it, starting on a whole
 /// character.
-fn tail(text: &str, max: usize) -> String {
+pub fn tail(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }

@@ -117,6 +117,26 @@ impl NetNs {
     }
 }
 
+/// Runs `f` on a new thread with network and mount namespaces of its own
+/// (every mount made private, loopback up): a throwaway "host" for tests
+/// and benchmarks. The links, addresses, sysctls, firewall tables and
+/// pinned namespaces made there vanish when the thread ends, and the
+/// machine's own are never touched.
+pub fn on_a_new_host<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS)
+                .map_err(|e| Error::sys("unshare(CLONE_NEWNET | CLONE_NEWNS)", e))?;
+            namespaces::fsmount::make_mounts_private()
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            crate::link::Netlink::open()?.set_up("lo", true)?;
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| Error::Invalid("the new host's thread panicked".into()))?
+    })
+}
+
 /// Unpins the namespace at `path` and removes the file, if they exist.
 pub fn remove(path: &Path) -> Result<()> {
     match umount2(path, MntFlags::MNT_DETACH) {

@@ -11,27 +11,11 @@ use std::process::Command;
 
 use network::link::{Netlink, mac_for};
 use network::netns::NetNs;
-use nix::sched::{CloneFlags, unshare};
 
-/// Runs `f` on a thread with fresh network and mount namespaces.
+/// Runs `f` on a throwaway host (see `netns::on_a_new_host`); a panic in
+/// it fails the test.
 fn on_a_new_host<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).unwrap();
-            nix::mount::mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )
-            .unwrap();
-            Netlink::open().unwrap().set_up("lo", true).unwrap();
-            f()
-        })
-        .join()
-        .unwrap()
-    })
+    network::netns::on_a_new_host(f).unwrap()
 }
 
 /// Runs a command on the calling thread's namespaces; (success, output).

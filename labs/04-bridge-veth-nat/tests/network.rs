@@ -17,27 +17,11 @@ use network::firewall::{self, Network, PortMapping, Protocol, Ruleset};
 use network::link::{Netlink, mac_for};
 use network::netns::NetNs;
 use network::sysctl;
-use nix::sched::{CloneFlags, unshare};
 
-/// Runs `f` on a thread with fresh network and mount namespaces.
+/// Runs `f` on a throwaway host (see `netns::on_a_new_host`); a panic in
+/// it fails the test.
 fn on_a_new_host<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).unwrap();
-            nix::mount::mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )
-            .unwrap();
-            Netlink::open().unwrap().set_up("lo", true).unwrap();
-            f()
-        })
-        .join()
-        .unwrap()
-    })
+    network::netns::on_a_new_host(f).unwrap()
 }
 
 /// A pinned namespace whose eth0 is `ip`/`prefix`, with a veth `host_end`
