@@ -184,6 +184,22 @@ pub fn run(install: bool) -> Result<()> {
                 crate::grade::table(&reference)
             );
         }
+        // --vm: the same step in the QEMU machine, as a grader without
+        // privileges runs it.
+        let in_vm = crate::grade::grade(
+            None,
+            Some("01.2"),
+            std::time::Duration::from_secs(300),
+            Some(crate::grade::Vm::default()),
+        )?;
+        let (score, max) = totals(&in_vm);
+        eprintln!("reference step 01.2 in the QEMU machine (--vm): {score:.2} / {max:.2}");
+        if score < max || in_vm.is_empty() {
+            bail!(
+                "grading in the QEMU machine lost points:\n{}",
+                crate::grade::table(&in_vm)
+            );
+        }
         let dir = tempfile::Builder::new()
             .prefix("berth-starter-")
             .tempdir()?;
