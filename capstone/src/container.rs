@@ -228,9 +228,7 @@ pub fn etc_files(o: &RunOptions) -> Vec<(&'static str, String)> {
     };
     let host_resolv = host_file("/etc/resolv.conf");
     let resolv = match &o.network {
-        NetworkMode::Bridge(n) => {
-            network::dns::container_resolv_conf(&host_resolv, n != crate::network::DEFAULT, &o.dns)
-        }
+        NetworkMode::Bridge(_) => crate::network::resolv_conf(o),
         _ if !o.dns.is_empty() => network::dns::container_resolv_conf(&host_resolv, false, &o.dns),
         _ => host_resolv,
     };
@@ -290,19 +288,29 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
             options.expose.push(port);
         }
     }
-    // The network must exist, an --ip must be in it, and the host ports
-    // must be free: checked before anything is made.
-    if let NetworkMode::Bridge(net) = &options.network {
-        let record = crate::network::Networks::open(store)?.get(net)?;
-        if let Some(ip) = options.ip
-            && !record.subnet.contains(ip)
-        {
-            bail!(
-                "--ip {ip} is outside network {}'s subnet {}: pick an address in {}",
-                record.name,
-                record.subnet,
-                record.subnet
-            );
+    // The networks must exist, each --ip must be in its network, and the
+    // host ports must be free: checked before anything is made. Networks
+    // given by id are recorded by name.
+    if let NetworkMode::Bridge(_) = &options.network {
+        let nets = crate::network::Networks::open(store)?;
+        let mut named = Vec::new();
+        for conn in options.connections() {
+            let record = nets.get(&conn.network)?;
+            if let Some(ip) = conn.ip
+                && !record.subnet.contains(ip)
+            {
+                bail!(
+                    "--ip {ip} is outside network {}'s subnet {}: pick an address in {}",
+                    record.name,
+                    record.subnet,
+                    record.subnet
+                );
+            }
+            named.push(record.name);
+        }
+        options.network = NetworkMode::Bridge(named.remove(0));
+        for (conn, name) in options.also_networks.iter_mut().zip(named) {
+            conn.network = name;
         }
         crate::network::check_ports(&options.publish)?;
     } else if !options.publish.is_empty() || options.publish_all {

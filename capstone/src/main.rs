@@ -30,7 +30,7 @@ use anyhow::{Result, bail};
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::container::CreateRequest;
-use crate::options::{IpcMode, NetworkMode, RestartPolicy, RunOptions};
+use crate::options::{IpcMode, RestartPolicy, RunOptions};
 use crate::state::Store;
 
 /// A small container engine built from Linux namespaces, one lab at a time.
@@ -294,6 +294,25 @@ enum NetworkCommand {
         #[arg(required = true)]
         networks: Vec<String>,
     },
+    /// Put a container on a network: a running one gets a new interface.
+    Connect {
+        /// Another name it answers to on this network.
+        #[arg(long)]
+        alias: Vec<String>,
+        /// Its address on this network.
+        #[arg(long, value_name = "IPV4")]
+        ip: Option<String>,
+        network: String,
+        container: String,
+    },
+    /// Take a container off a network.
+    Disconnect {
+        /// Accepted for Docker's sake: disconnecting never waits.
+        #[arg(short, long)]
+        force: bool,
+        network: String,
+        container: String,
+    },
     /// Remove every user-defined network no container is on.
     Prune {
         #[arg(short, long)]
@@ -423,8 +442,10 @@ struct RunArgs {
     volumes_from: Vec<String>,
     /// none (own loopback only), host (the host's network), bridge (the
     /// default bridge network, berth0) or a network made with `network create`.
-    #[arg(long, visible_alias = "net", default_value = "none")]
-    network: String,
+    /// Repeat it to put the container on several bridge networks (eth0,
+    /// eth1, ...). Default: bridge (none when rootless).
+    #[arg(long, visible_alias = "net", value_name = "NETWORK")]
+    network: Vec<String>,
     /// Publish a port: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp].
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     publish: Vec<String>,
@@ -585,6 +606,7 @@ impl RunArgs {
         if let Some(h) = &self.hostname {
             namespaces::config::validate_hostname(h)?;
         }
+        let (network_mode, also_networks) = options::parse_networks(&self.network, rootless())?;
         Ok(RunOptions {
             hostname: self.hostname.clone().unwrap_or_default(),
             env: options::parse_env(&self.env, |k| std::env::var(k).ok())?,
@@ -597,7 +619,8 @@ impl RunArgs {
             read_only: self.read_only,
             mounts: self.mounts()?,
             volumes_from: self.volumes_from.clone(),
-            network: self.network.parse::<NetworkMode>()?,
+            network: network_mode,
+            also_networks,
             publish: self
                 .publish
                 .iter()
@@ -880,6 +903,41 @@ fn network_command(store: &Store, cmd: NetworkCommand) -> Result<u8> {
                 }
             }
             return Ok(if failed { 1 } else { 0 });
+        }
+        NetworkCommand::Connect {
+            alias,
+            ip,
+            network,
+            container,
+        } => {
+            let c = store.find(&container)?;
+            let ip = ip
+                .as_deref()
+                .map(|ip| {
+                    ip.parse().map_err(|_| {
+                        anyhow::anyhow!(
+                            "invalid --ip {ip:?}: write an IPv4 address, e.g. 10.89.0.10"
+                        )
+                    })
+                })
+                .transpose()?;
+            network::connect(
+                store,
+                &c,
+                options::Connection {
+                    network,
+                    aliases: alias,
+                    ip,
+                },
+            )?;
+        }
+        NetworkCommand::Disconnect {
+            force: _,
+            network,
+            container,
+        } => {
+            let c = store.find(&container)?;
+            network::disconnect(store, &c, &network)?;
         }
         NetworkCommand::Prune { force } => {
             if !disk::confirm(

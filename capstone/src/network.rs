@@ -29,7 +29,7 @@ use network::link::{self, Netlink};
 use network::netns::{self, NetNs};
 use serde::{Deserialize, Serialize};
 
-use crate::options::{NetworkMode, PortSpec};
+use crate::options::{Connection, NetworkMode, PortSpec};
 use crate::state::{Container, Store};
 
 /// The default network's name and device.
@@ -169,11 +169,6 @@ impl Networks {
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.json"))
-    }
-
-    /// The names a network's DNS servers answer, kept by [`Self::write_dns_records`].
-    fn dns_path(&self, name: &str) -> PathBuf {
-        self.dir.join("dns").join(format!("{name}.json"))
     }
 
     /// Every network, by name.
@@ -334,7 +329,7 @@ impl Networks {
         let users: Vec<String> = store
             .list()?
             .into_iter()
-            .filter(|c| c.options.network == NetworkMode::Bridge(r.name.clone()))
+            .filter(|c| c.options.is_on(&r.name))
             .map(|c| c.name)
             .collect();
         if !users.is_empty() {
@@ -347,7 +342,6 @@ impl Networks {
         let _lock = self.lock()?;
         Netlink::open()?.delete(&r.bridge)?;
         self.leases.remove(&r.name)?;
-        let _ = std::fs::remove_file(self.dns_path(&r.name));
         std::fs::remove_file(self.path(&r.name))?;
         self.refresh_firewall(store)?;
         Ok(r.name)
@@ -422,24 +416,54 @@ impl Networks {
         Ok(())
     }
 
-    /// Writes the names a network's DNS servers answer: each running
-    /// container's name and aliases on it.
-    fn write_dns_records(&self, store: &Store, network: &str) -> Result<()> {
-        let mut entries = Vec::new();
-        for c in store.list()? {
-            for e in c.endpoints.iter().filter(|e| e.network == network) {
+    /// Writes, for every running container, the names its DNS server
+    /// answers: the names and aliases of every container on the
+    /// user-defined networks it is on (its own included). A file that
+    /// would not change is not written.
+    fn refresh_dns(&self, store: &Store) -> Result<()> {
+        let containers = store.list()?;
+        let with_dns: Vec<String> = self
+            .list()?
+            .into_iter()
+            .filter(Record::has_dns)
+            .map(|r| r.name)
+            .collect();
+        let mut by_network: BTreeMap<&str, Vec<network::dns::Entry>> = BTreeMap::new();
+        for c in &containers {
+            for e in c.endpoints.iter().filter(|e| with_dns.contains(&e.network)) {
                 for name in std::iter::once(&c.name).chain(&e.aliases) {
-                    entries.push(network::dns::Entry {
-                        name: name.to_ascii_lowercase(),
-                        ip: e.ip,
-                    });
+                    by_network
+                        .entry(e.network.as_str())
+                        .or_default()
+                        .push(network::dns::Entry {
+                            name: name.to_ascii_lowercase(),
+                            ip: e.ip,
+                        });
                 }
             }
         }
-        std::fs::create_dir_all(self.dir.join("dns"))?;
-        network::dns::Records { entries }.save(self.dns_path(network))?;
+        for c in containers.iter().filter(|c| !c.endpoints.is_empty()) {
+            let entries: Vec<network::dns::Entry> = c
+                .endpoints
+                .iter()
+                .flat_map(|e| by_network.get(e.network.as_str()).into_iter().flatten())
+                .cloned()
+                .collect();
+            let path = dns_records_path(store, &c.id);
+            let records = network::dns::Records { entries };
+            let unchanged =
+                path.exists() && network::dns::Records::load(&path).is_ok_and(|old| old == records);
+            if !unchanged {
+                records.save(&path)?;
+            }
+        }
         Ok(())
     }
+}
+
+/// The names a container's DNS server answers, kept by [`Networks::refresh_dns`].
+fn dns_records_path(store: &Store, id: &str) -> PathBuf {
+    store.container_dir(id).join("dns.json")
 }
 
 /// What the monitor keeps while the container runs.
@@ -447,7 +471,7 @@ pub struct Attachment {
     pub netns: PathBuf,
     /// Sockets bound to the published host ports, so nothing else takes them.
     _reserved: Vec<OwnedFd>,
-    /// The DNS server's process, for user-defined networks.
+    /// The container's DNS server process.
     dns: Option<nix::unistd::Pid>,
 }
 
@@ -465,10 +489,14 @@ pub fn netns_path(store: &Store, id: &str) -> PathBuf {
     store.runroot.join("netns").join(id)
 }
 
-/// A veth's host-side name: `vb` and ten digits of the container id, short
-/// enough for the kernel's 15 characters.
-fn veth_name(id: &str) -> String {
-    format!("vb{}", &id[..10])
+/// The host-side name of a container's veth pair into its `eth{index}`:
+/// `vb` and ten digits of the container id, then `-1`, `-2`, ... after the
+/// first, within the kernel's 15 characters.
+fn veth_name(id: &str, index: usize) -> String {
+    match index {
+        0 => format!("vb{}", &id[..10]),
+        n => format!("vb{}-{n}", &id[..10]),
+    }
 }
 
 /// Binds a socket on a published host port (port 0: any free one) and
@@ -522,28 +550,91 @@ pub fn port_specs(c: &Container, exposed: &[String]) -> Vec<PortSpec> {
     specs
 }
 
+/// The container's /etc/resolv.conf: the DNS server at 127.0.0.11 when it
+/// is on a user-defined network (which resolves container names), else the
+/// host's reachable nameservers or `--dns`.
+pub fn resolv_conf(o: &crate::options::RunOptions) -> String {
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let embedded = o.connections().iter().any(|c| c.network != DEFAULT);
+    network::dns::container_resolv_conf(&host, embedded, &o.dns)
+}
+
+/// Plugs a container's namespace into one network as `eth{index}`: an
+/// address from the network's pool, the bridge (made if missing), a veth
+/// pair whose peer is created inside the namespace, the address and, when
+/// `route` is set, the default route through the network's gateway. The
+/// lock is held.
+fn plug(
+    nets: &Networks,
+    (host, ns): (&Netlink, &NetNs),
+    id: &str,
+    index: usize,
+    (conn, record): (&Connection, &Record),
+    route: bool,
+) -> Result<Endpoint> {
+    let ip = nets.leases.update(
+        &record.name,
+        || Pool::new(record.subnet, Some(record.gateway)),
+        |pool| pool.allocate(id, conn.ip),
+    )?;
+    nets.ensure_bridge(host, record)?;
+    network::sysctl::enable_forwarding()?;
+    let veth = veth_name(id, index);
+    let interface = format!("eth{index}");
+    let mac = link::mac_for(ip);
+    host.veth(&veth, &interface, ns.fd()?.as_fd(), Some(mac))?;
+    host.set_master(&veth, &record.bridge)?;
+    host.set_up(&veth, true)?;
+    let (gateway, prefix) = (record.gateway, record.subnet.prefix());
+    ns.run(|| {
+        let nl = Netlink::open()?;
+        nl.add_address(&interface, ip, prefix)?;
+        nl.set_up(&interface, true)?;
+        if route {
+            nl.add_default_route(gateway)?;
+        }
+        Ok(())
+    })?;
+    Ok(Endpoint {
+        network: record.name.clone(),
+        network_id: record.id.clone(),
+        ip,
+        prefix,
+        gateway,
+        mac: link::format_mac(&mac),
+        veth,
+        interface,
+        aliases: conn.aliases.clone(),
+    })
+}
+
 // ANCHOR: attach
-/// Builds a starting container's network: a pinned namespace, a veth pair
-/// from the network's bridge into it with an address and a default route,
-/// the host ports it publishes (bound, then DNATed by the firewall), its
-/// /etc/hosts line and, on user-defined networks, a DNS server inside it.
-/// Records the endpoint and ports in the container's record. On failure,
-/// everything made so far is removed again.
+/// Builds a starting container's network: a pinned namespace, one veth
+/// pair per network from the network's bridge into it (`eth0`, `eth1`, ...)
+/// with an address, a default route through the first network that has a
+/// way out, the host ports it publishes (bound, then DNATed by the
+/// firewall to its first address), its /etc/hosts line and a DNS server
+/// inside it. Records the endpoints and ports in the container's record.
+/// On failure, everything made so far is removed again.
 pub fn attach(store: &Store, c: &Container, exposed: &[String]) -> Result<Option<Attachment>> {
-    let NetworkMode::Bridge(name) = &c.options.network else {
+    let connections = c.options.connections();
+    if connections.is_empty() {
         return Ok(None);
-    };
+    }
     if c.options.rootless {
         bail!("bridge networks need root: run as root, or use --network none or host");
     }
     let nets = Networks::open(store)?;
-    let record = nets.get(name)?;
+    let records = connections
+        .iter()
+        .map(|conn| nets.get(&conn.network))
+        .collect::<Result<Vec<Record>>>()?;
     // A leftover of a monitor that was killed goes first.
     detach(store, &c.id);
     let result = (|| -> Result<Attachment> {
         let mut reserved = Vec::new();
         let mut ports = Vec::new();
-        if !record.internal {
+        if !records[0].internal {
             for spec in port_specs(c, exposed) {
                 let (fd, host_port) = reserve(&spec)?;
                 reserved.push(fd);
@@ -557,70 +648,45 @@ pub fn attach(store: &Store, c: &Container, exposed: &[String]) -> Result<Option
         } else if !c.options.publish.is_empty() {
             bail!(
                 "network {} is internal: its containers cannot publish ports",
-                record.name
+                records[0].name
             );
         }
-        let lock = nets.lock()?;
-        let ip = nets.leases.update(
-            &record.name,
-            || Pool::new(record.subnet, Some(record.gateway)),
-            |pool| pool.allocate(&c.id, c.options.ip),
-        )?;
-        let host = Netlink::open()?;
-        nets.ensure_bridge(&host, &record)?;
-        network::sysctl::enable_forwarding()?;
         let path = netns_path(store, &c.id);
         let ns = NetNs::create(&path)?;
-        let veth = veth_name(&c.id);
-        let mac = link::mac_for(ip);
-        host.veth(&veth, "eth0", ns.fd()?.as_fd(), Some(mac))?;
-        host.set_master(&veth, &record.bridge)?;
-        host.set_up(&veth, true)?;
-        let gateway = record.gateway;
-        let prefix = record.subnet.prefix();
-        let internal = record.internal;
-        ns.run(|| {
-            let nl = Netlink::open()?;
-            nl.set_up("lo", true)?;
-            nl.add_address("eth0", ip, prefix)?;
-            nl.set_up("eth0", true)?;
-            if !internal {
-                nl.add_default_route(gateway)?;
-            }
-            Ok(())
-        })?;
-        let endpoint = Endpoint {
-            network: record.name.clone(),
-            network_id: record.id.clone(),
-            ip,
-            prefix,
-            gateway,
-            mac: link::format_mac(&mac),
-            veth,
-            interface: "eth0".into(),
-            aliases: c.options.network_aliases.clone(),
-        };
-        store.update(&c.id, |rec| {
-            rec.endpoints = vec![endpoint.clone()];
-            rec.ports = ports.clone();
-            Ok(())
-        })?;
-        write_hosts(store, c, ip)?;
-        nets.refresh_firewall(store)?;
-        if record.has_dns() {
-            nets.write_dns_records(store, &record.name)?;
+        ns.run(|| Netlink::open()?.set_up("lo", true))?;
+        let lock = nets.lock()?;
+        let host = Netlink::open()?;
+        let mut route = true;
+        for (index, (conn, record)) in connections.iter().zip(&records).enumerate() {
+            let endpoint = plug(
+                &nets,
+                (&host, &ns),
+                &c.id,
+                index,
+                (conn, record),
+                route && !record.internal,
+            )?;
+            route &= record.internal;
+            // Recorded at once, so that a crash leaves nothing unrecorded.
+            store.update(&c.id, |rec| {
+                rec.endpoints.push(endpoint.clone());
+                Ok(())
+            })?;
         }
+        let c = store.update(&c.id, |rec| {
+            rec.ports = ports.clone();
+            Ok(rec.clone())
+        })?;
+        write_hosts(store, &c)?;
+        nets.refresh_firewall(store)?;
+        nets.refresh_dns(store)?;
         // The DNS server is a child process: it must not inherit the lock.
         drop(lock);
-        let dns = if record.has_dns() {
-            Some(start_dns(&nets, &record, &ns, &c.options.dns)?)
-        } else {
-            None
-        };
+        let dns = start_dns(store, &c.id, &ns, &c.options.dns)?;
         Ok(Attachment {
             netns: path,
             _reserved: reserved,
-            dns,
+            dns: Some(dns),
         })
     })();
     if result.is_err() {
@@ -630,9 +696,163 @@ pub fn attach(store: &Store, c: &Container, exposed: &[String]) -> Result<Option
 }
 // ANCHOR_END: attach
 
-/// Rewrites the container's /etc/hosts with its own address (the file is
-/// bind-mounted, so it is written in place).
-fn write_hosts(store: &Store, c: &Container, ip: Ipv4Addr) -> Result<()> {
+/// `berth network connect`: puts a container on one more network. A
+/// running container gets a new interface at once (the lowest free
+/// `ethN`); a stopped one gets it when it starts.
+pub fn connect(store: &Store, c: &Container, mut conn: Connection) -> Result<()> {
+    let nets = Networks::open(store)?;
+    let record = nets.get(&conn.network)?;
+    conn.network = record.name.clone();
+    match &c.options.network {
+        NetworkMode::Host => bail!(
+            "container {} uses the host's network: it cannot be connected to other networks",
+            c.name
+        ),
+        NetworkMode::None if c.options.rootless => {
+            bail!("bridge networks need root: run as root, or use --network none or host")
+        }
+        NetworkMode::None if c.state.status.is_active() => bail!(
+            "container {} runs with --network none: stop it first, then connect it",
+            c.name
+        ),
+        _ => {}
+    }
+    if c.options.is_on(&record.name) {
+        bail!(
+            "container {} is already on network {}: disconnect it first to change its settings",
+            c.name,
+            record.name
+        );
+    }
+    if let Some(ip) = conn.ip
+        && !record.subnet.contains(ip)
+    {
+        bail!(
+            "--ip {ip} is outside network {}'s subnet {}: pick an address in {}",
+            record.name,
+            record.subnet,
+            record.subnet
+        );
+    }
+    let add = |rec: &mut Container| -> Result<()> {
+        if rec.options.network == NetworkMode::None {
+            rec.options.network = NetworkMode::Bridge(conn.network.clone());
+            rec.options.network_aliases = conn.aliases.clone();
+            rec.options.ip = conn.ip;
+        } else {
+            rec.options.also_networks.push(conn.clone());
+        }
+        Ok(())
+    };
+    let path = netns_path(store, &c.id);
+    if !path.exists() {
+        // Not running (or running without a network of its own: `none`
+        // gets one at its next start).
+        store.update(&c.id, add)?;
+        return Ok(());
+    }
+    let ns = NetNs::open(&path)?;
+    let lock = nets.lock()?;
+    let c = store.load(&c.id)?;
+    let taken: Vec<&str> = c.endpoints.iter().map(|e| e.interface.as_str()).collect();
+    let index = (0..)
+        .find(|n| !taken.contains(&format!("eth{n}").as_str()))
+        .unwrap_or(0);
+    let routed = c
+        .endpoints
+        .iter()
+        .any(|e| nets.get(&e.network).is_ok_and(|r| !r.internal));
+    let host = Netlink::open()?;
+    let endpoint = match plug(
+        &nets,
+        (&host, &ns),
+        &c.id,
+        index,
+        (&conn, &record),
+        !routed && !record.internal,
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = host.delete(&veth_name(&c.id, index));
+            let _ = release(&nets, &record.name, &c.id);
+            return Err(e);
+        }
+    };
+    let c = store.update(&c.id, |rec| {
+        rec.endpoints.push(endpoint.clone());
+        add(rec)?;
+        Ok(rec.clone())
+    })?;
+    nets.refresh_firewall(store)?;
+    nets.refresh_dns(store)?;
+    drop(lock);
+    write_resolv_conf(store, &c)
+}
+
+/// `berth network disconnect`: takes a container off a network. A running
+/// container loses that interface at once.
+pub fn disconnect(store: &Store, c: &Container, network: &str) -> Result<()> {
+    let nets = Networks::open(store)?;
+    let name = nets
+        .get(network)
+        .map(|r| r.name)
+        .unwrap_or(network.to_string());
+    if !c.options.is_on(&name) {
+        bail!("container {} is not connected to network {name}", c.name);
+    }
+    let lock = nets.lock()?;
+    let c = store.load(&c.id)?;
+    if let Some(e) = c.endpoints.iter().find(|e| e.network == name) {
+        Netlink::open()?.delete(&e.veth)?;
+    }
+    release(&nets, &name, &c.id)?;
+    let c = store.update(&c.id, |rec| {
+        rec.endpoints.retain(|e| e.network != name);
+        rec.options.leave(&name);
+        if rec.endpoints.is_empty() {
+            rec.ports.clear();
+        }
+        Ok(rec.clone())
+    })?;
+    nets.refresh_firewall(store)?;
+    nets.refresh_dns(store)?;
+    drop(lock);
+    if !c.endpoints.is_empty() {
+        write_resolv_conf(store, &c)?;
+        write_hosts(store, &c)?;
+    }
+    Ok(())
+}
+
+/// Gives back a container's address on one network.
+fn release(nets: &Networks, network: &str, id: &str) -> Result<()> {
+    nets.leases
+        .update(
+            network,
+            || Err(network::Error::Invalid("no leases".into())),
+            |p| {
+                p.release(id);
+                Ok(())
+            },
+        )
+        .or_else(|e| match e {
+            network::Error::Invalid(_) => Ok(()),
+            e => Err(e),
+        })?;
+    Ok(())
+}
+
+/// Rewrites a container's /etc/resolv.conf in place (it is bind-mounted):
+/// joining a user-defined network switches it to the DNS server.
+fn write_resolv_conf(store: &Store, c: &Container) -> Result<()> {
+    let path = store.container_dir(&c.id).join("resolv.conf");
+    std::fs::write(&path, resolv_conf(&c.options))
+        .with_context(|| format!("write {}", path.display()))
+}
+
+/// Rewrites the container's /etc/hosts with its own address on its first
+/// network (the file is bind-mounted, so it is written in place).
+fn write_hosts(store: &Store, c: &Container) -> Result<()> {
     let path = store.container_dir(&c.id).join("hosts");
     let mut text =
         String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
@@ -640,23 +860,20 @@ fn write_hosts(store: &Store, c: &Container, ip: Ipv4Addr) -> Result<()> {
     if c.name != c.options.hostname {
         names.push(c.name.clone());
     }
-    text.push_str(&format!("{ip}\t{}\n", names.join(" ")));
+    if let Some(e) = c.endpoints.first() {
+        text.push_str(&format!("{}\t{}\n", e.ip, names.join(" ")));
+    }
     for (name, addr) in &c.options.add_hosts {
         text.push_str(&format!("{addr}\t{name}\n"));
     }
     std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))
 }
 
-/// Forks the network's DNS server for one container: a socket on
-/// 127.0.0.11:53 inside its namespace, answering from the network's
-/// records and forwarding the rest to the host's resolvers. The process
-/// dies with the monitor.
-fn start_dns(
-    nets: &Networks,
-    record: &Record,
-    ns: &NetNs,
-    extra: &[IpAddr],
-) -> Result<nix::unistd::Pid> {
+/// Forks the container's DNS server: a socket on 127.0.0.11:53 inside its
+/// namespace, answering from the names of the user-defined networks it is
+/// on and forwarding the rest to the host's resolvers. The process dies
+/// with the monitor.
+fn start_dns(store: &Store, id: &str, ns: &NetNs, extra: &[IpAddr]) -> Result<nix::unistd::Pid> {
     let socket = ns.run(|| {
         UdpSocket::bind(SocketAddr::from((
             network::dns::SERVER_ADDR,
@@ -666,7 +883,7 @@ fn start_dns(
     })?;
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let upstreams = network::dns::server_upstreams(&host_resolv, extra);
-    let records = nets.dns_path(&record.name);
+    let records = dns_records_path(store, id);
     // SAFETY: the monitor is single-threaded here; the child only serves.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Child => {
@@ -697,7 +914,7 @@ fn start_dns(
 }
 
 /// Removes everything made for a container's network, as far as it exists:
-/// the veth pair, the pinned namespace, its leases, its firewall rules and
+/// its veth pairs, the pinned namespace, its leases, its firewall rules and
 /// DNS names. Goes on after errors (logged), so it also cleans up after a
 /// crash.
 pub fn detach(store: &Store, id: &str) {
@@ -712,49 +929,50 @@ pub fn detach(store: &Store, id: &str) {
             tracing::warn!(container = id, "{what}: {e:#}");
         }
     };
+    // Every network it is on or has an endpoint on, by name.
+    let mut networks: Vec<String> = Vec::new();
+    for n in c
+        .options
+        .connections()
+        .into_iter()
+        .map(|conn| conn.network)
+        .chain(c.endpoints.iter().map(|e| e.network.clone()))
+    {
+        let n = nets.get(&n).map(|r| r.name).unwrap_or(n);
+        if !networks.contains(&n) {
+            networks.push(n);
+        }
+    }
     if let Ok(nl) = Netlink::open() {
-        log("delete veth", nl.delete(&veth_name(id)).map_err(Into::into));
+        let mut veths: Vec<String> = (0..=networks.len()).map(|n| veth_name(id, n)).collect();
+        veths.extend(c.endpoints.iter().map(|e| e.veth.clone()));
+        veths.dedup();
+        for veth in veths {
+            log("delete veth", nl.delete(&veth).map_err(Into::into));
+        }
     }
     log(
         "unpin network namespace",
         netns::remove(&netns_path(store, id)).map_err(Into::into),
     );
     let lock = nets.lock();
-    let networks: Vec<String> = match &c.options.network {
-        NetworkMode::Bridge(n) => vec![nets.get(n).map(|r| r.name).unwrap_or(n.clone())],
-        _ => Vec::new(),
-    };
     for n in &networks {
-        log(
-            "release address",
-            nets.leases
-                .update(
-                    n,
-                    || Err(network::Error::Invalid("no leases".into())),
-                    |p| {
-                        p.release(id);
-                        Ok(())
-                    },
-                )
-                .map_err(Into::into),
-        );
+        log("release address", release(&nets, n, id));
     }
     if !c.endpoints.is_empty() || !c.ports.is_empty() {
         log(
             "forget endpoints",
-            store.update(id, |rec| {
-                rec.endpoints.clear();
-                rec.ports.clear();
-                Ok(())
-            }),
+            store
+                .update(id, |rec| {
+                    rec.endpoints.clear();
+                    rec.ports.clear();
+                    Ok(())
+                })
+                .map(|_| ()),
         );
     }
-    for n in &networks {
-        if nets.get(n).is_ok_and(|r| r.has_dns()) {
-            log("update DNS names", nets.write_dns_records(store, n));
-        }
-    }
     if lock.is_ok() && !networks.is_empty() {
+        log("update DNS names", nets.refresh_dns(store));
         log("update firewall", nets.refresh_firewall(store));
     }
 }

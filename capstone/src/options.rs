@@ -9,10 +9,11 @@ use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 /// How a container is connected (`--network`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkMode {
     /// Its own network namespace with only a loopback device.
+    #[default]
     None,
     /// The host's network namespace.
     Host,
@@ -121,10 +122,11 @@ pub fn parse_add_host(s: &str) -> Result<(String, std::net::IpAddr)> {
 }
 
 /// How a container shares System V / POSIX IPC.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IpcMode {
     /// Its own IPC namespace (Docker's "private"/"shareable").
+    #[default]
     Private,
     /// The host's.
     Host,
@@ -148,9 +150,10 @@ impl FromStr for IpcMode {
 
 // ANCHOR: restart_policy
 /// What happens when the container's process exits (`--restart`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RestartPolicy {
     /// Never restart (the default).
+    #[default]
     No,
     /// Restart after a non-zero exit, at most this many times (0: no limit).
     OnFailure(u32),
@@ -225,7 +228,7 @@ impl fmt::Display for RestartPolicy {
 }
 
 /// Everything `berth run`/`create` was told, as stored with the container.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunOptions {
     pub hostname: String,
     pub env: Vec<String>,
@@ -284,6 +287,100 @@ pub struct RunOptions {
     /// `EXPOSE`s and `--expose`; `-P` publishes them.
     #[serde(default)]
     pub expose: Vec<String>,
+    /// The bridge networks it is on besides the one of `--network`: a
+    /// second `--network` flag, or `network connect`.
+    #[serde(default)]
+    pub also_networks: Vec<Connection>,
+}
+
+/// A container's place on one bridge network, as asked for: the network,
+/// the extra names it answers to there and the address it wants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    pub network: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub ip: Option<std::net::Ipv4Addr>,
+}
+
+impl RunOptions {
+    /// Every bridge network the container is on, `--network`'s first: the
+    /// first gets `eth0`, the next `eth1`, and so on.
+    pub fn connections(&self) -> Vec<Connection> {
+        let mut out = Vec::new();
+        if let NetworkMode::Bridge(name) = &self.network {
+            out.push(Connection {
+                network: name.clone(),
+                aliases: self.network_aliases.clone(),
+                ip: self.ip,
+            });
+        }
+        out.extend(self.also_networks.iter().cloned());
+        out
+    }
+
+    /// Whether the container is on the network `name`.
+    pub fn is_on(&self, name: &str) -> bool {
+        self.connections().iter().any(|c| c.network == name)
+    }
+
+    /// Takes the container off a network in its options (`network
+    /// disconnect` of a container that is not running). Leaving the network
+    /// of `--network` makes the next one the first, or leaves `none`.
+    pub fn leave(&mut self, name: &str) {
+        self.also_networks.retain(|c| c.network != name);
+        if self.network == NetworkMode::Bridge(name.to_string()) {
+            match self.also_networks.first().cloned() {
+                Some(next) => {
+                    self.also_networks.remove(0);
+                    self.network = NetworkMode::Bridge(next.network);
+                    self.network_aliases = next.aliases;
+                    self.ip = next.ip;
+                }
+                None => {
+                    self.network = NetworkMode::None;
+                    self.network_aliases.clear();
+                    self.ip = None;
+                }
+            }
+        }
+    }
+}
+
+/// The networks of repeated `--network` flags: the first is the
+/// container's mode; with more than one, all must be bridge networks.
+/// Without the flag, root gets the default bridge and rootless `none`
+/// (a bridge needs root on the host).
+pub fn parse_networks(flags: &[String], rootless: bool) -> Result<(NetworkMode, Vec<Connection>)> {
+    let Some((first, rest)) = flags.split_first() else {
+        let mode = if rootless {
+            NetworkMode::None
+        } else {
+            NetworkMode::Bridge("bridge".into())
+        };
+        return Ok((mode, Vec::new()));
+    };
+    let mode = first.parse::<NetworkMode>()?;
+    let mut also = Vec::new();
+    for flag in rest {
+        match (&mode, flag.parse::<NetworkMode>()?) {
+            (NetworkMode::Bridge(a), NetworkMode::Bridge(b)) => {
+                if a == &b || also.iter().any(|c: &Connection| c.network == b) {
+                    bail!("--network {b} is given twice: give each network once");
+                }
+                also.push(Connection {
+                    network: b,
+                    aliases: Vec::new(),
+                    ip: None,
+                });
+            }
+            _ => bail!(
+                "--network none and host cannot be combined with other networks: give only bridge networks, or one --network"
+            ),
+        }
+    }
+    Ok((mode, also))
 }
 
 /// Parses `-e` values: `NAME=VALUE` is taken as it is; a bare `NAME` takes the
@@ -441,6 +538,44 @@ mod tests {
             NetworkMode::Bridge("backend".into())
         );
         assert!("container:db".parse::<NetworkMode>().is_err());
+    }
+
+    #[test]
+    fn network_flags_name_the_first_network_and_the_others() {
+        let flags = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let bridge = NetworkMode::Bridge("bridge".into());
+        assert_eq!(parse_networks(&[], false).unwrap(), (bridge, vec![]));
+        assert_eq!(
+            parse_networks(&[], true).unwrap(),
+            (NetworkMode::None, vec![])
+        );
+        let (mode, also) = parse_networks(&flags(&["front", "back"]), false).unwrap();
+        assert_eq!(mode, NetworkMode::Bridge("front".into()));
+        assert_eq!(also.len(), 1);
+        assert_eq!(also[0].network, "back");
+        let err = parse_networks(&flags(&["host", "back"]), false).unwrap_err();
+        assert!(err.to_string().contains("cannot be combined"), "{err}");
+        let err = parse_networks(&flags(&["a", "a"]), false).unwrap_err();
+        assert!(err.to_string().contains("given twice"), "{err}");
+    }
+
+    #[test]
+    fn leaving_the_first_network_promotes_the_next() {
+        let (network, also_networks) =
+            parse_networks(&["front".to_string(), "back".to_string()], false).unwrap();
+        let mut o = RunOptions {
+            network,
+            also_networks,
+            network_aliases: vec!["web".into()],
+            ..RunOptions::default()
+        };
+        assert!(o.is_on("front") && o.is_on("back"));
+        o.leave("front");
+        assert_eq!(o.network, NetworkMode::Bridge("back".into()));
+        assert!(o.network_aliases.is_empty() && o.also_networks.is_empty());
+        o.leave("back");
+        assert_eq!(o.network, NetworkMode::None);
+        assert!(o.connections().is_empty());
         // Port specs, and errors that say how to write them.
         let p = |s: &str| s.parse::<PortSpec>();
         assert_eq!(

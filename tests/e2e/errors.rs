@@ -105,7 +105,15 @@ fn invalid_options() {
             "network nope not found",
         ),
         (
-            &["run", "-p", "8080:80", "busybox", "true"],
+            &[
+                "run",
+                "--network",
+                "none",
+                "-p",
+                "8080:80",
+                "busybox",
+                "true",
+            ],
             "published ports need a bridge network",
         ),
     ];

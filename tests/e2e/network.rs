@@ -12,15 +12,6 @@ use network::netns::NetNs;
 
 use crate::support::Berth;
 
-macro_rules! berth_net {
-    () => {
-        match Berth::in_own_network(module_path!()) {
-            Some(b) => b,
-            None => return,
-        }
-    };
-}
-
 /// A body over HTTP, fetched on the engine's host (or None).
 fn fetch_on_host(b: &Berth, url: &str) -> Option<String> {
     let out = b
@@ -33,11 +24,16 @@ fn fetch_on_host(b: &Berth, url: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// A body fetched from a new container on `network` (or None).
+/// A body fetched from a new container on `network` (or None). The
+/// container runs `--init`: busybox's `timeout` execs the command in its
+/// own process and signals it from a child, and as a namespace's PID 1 the
+/// command would ignore that SIGTERM (PID 1 gets only the signals it has
+/// handlers for), so a dropped connection would hang for minutes.
 fn fetch_from_container(b: &Berth, network: &str, url: &str) -> Option<String> {
     let (code, out, _) = b.run(&[
         "run",
         "--rm",
+        "--init",
         "--network",
         network,
         "busybox",
@@ -62,7 +58,7 @@ fn web(b: &Berth, name: &str, extra: &[&str]) -> String {
 
 #[test]
 fn containers_on_a_network_reach_each_other_by_name() {
-    let b = berth_net!();
+    let b = crate::berth!();
     b.ok(&["network", "create", "app"]);
     let id = web(&b, "web", &["--network", "app"]);
     let page = fetch_from_container(&b, "app", "http://web/hostname");
@@ -84,7 +80,7 @@ fn containers_on_a_network_reach_each_other_by_name() {
 
 #[test]
 fn an_alias_shared_by_two_containers_answers_both_in_turn() {
-    let b = berth_net!();
+    let b = crate::berth!();
     b.ok(&["network", "create", "app"]);
     for n in ["one", "two"] {
         b.ok(&[
@@ -121,7 +117,7 @@ fn an_alias_shared_by_two_containers_answers_both_in_turn() {
 
 #[test]
 fn a_published_port_serves_the_host_remote_hosts_and_containers() {
-    let b = berth_net!();
+    let b = crate::berth!();
     let id = web(&b, "site", &["--network", "bridge", "-p", "8080:80"]);
     let want = format!("{}\n", &id[..12]);
     assert_eq!(b.ok(&["port", "site"]), "80/tcp -> 0.0.0.0:8080\n");
@@ -209,7 +205,7 @@ fn remote_host(b: &Berth) -> NetNs {
 
 #[test]
 fn containers_reach_a_remote_host_through_masquerade() {
-    let b = berth_net!();
+    let b = crate::berth!();
     let remote = remote_host(&b);
     assert_eq!(
         fetch_from_container(&b, "bridge", "http://192.0.2.2/").as_deref(),
@@ -243,7 +239,7 @@ fn kill_remote_server(remote: &NetNs) {
 
 #[test]
 fn networks_are_isolated_from_each_other() {
-    let b = berth_net!();
+    let b = crate::berth!();
     b.ok(&["network", "create", "front"]);
     b.ok(&["network", "create", "back"]);
     web(&b, "api", &["--network", "back"]);
@@ -256,7 +252,7 @@ fn networks_are_isolated_from_each_other() {
 
 #[test]
 fn network_none_has_only_loopback() {
-    let b = berth_net!();
+    let b = crate::berth!();
     let out = b.ok(&[
         "run",
         "--rm",
@@ -272,7 +268,7 @@ fn network_none_has_only_loopback() {
 
 #[test]
 fn parallel_runs_on_one_network_get_different_addresses() {
-    let b = berth_net!();
+    let b = crate::berth!();
     b.ok(&["network", "create", "--subnet", "10.89.0.0/24", "app"]);
     std::thread::scope(|s| {
         for i in 0..8 {
@@ -303,7 +299,7 @@ fn parallel_runs_on_one_network_get_different_addresses() {
 
 #[test]
 fn network_commands_and_their_errors() {
-    let b = berth_net!();
+    let b = crate::berth!();
     let err = |args: &[&str]| {
         let (code, _, e) = b.run(args);
         assert_ne!(code, 0, "berth {args:?} succeeded");
@@ -413,4 +409,223 @@ fn network_commands_and_their_errors() {
     let pruned = b.ok(&["system", "prune", "-f"]);
     assert!(pruned.contains("Deleted Networks:\nspare\n"), "{pruned}");
     assert!(!b.ok(&["network", "ls"]).contains("spare"));
+}
+
+/// The IPv4 addresses of a container's interfaces other than loopback, as
+/// `NAME ADDRESS/PREFIX` lines.
+fn interfaces(b: &Berth, name: &str) -> Vec<String> {
+    let out = b.ok(&[
+        "exec",
+        name,
+        "sh",
+        "-c",
+        "ip -o -4 addr show | grep -v ' lo ' | while read -r _ dev _ addr _; do echo \"$dev $addr\"; done",
+    ]);
+    out.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn the_default_network_is_the_bridge() {
+    let b = crate::berth!();
+    b.ok(&["run", "-d", "--name", "plain", "busybox", "sleep", "1000"]);
+    assert_eq!(b.inspect("plain", "{{.HostConfig.NetworkMode}}"), "bridge");
+    let ip = b.inspect("plain", "{{.NetworkSettings.IPAddress}}");
+    let gateway = b.inspect("plain", "{{.NetworkSettings.Gateway}}");
+    let config: serde_json::Value = serde_json::from_str(&b.ok(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{json .IPAM.Config}}",
+        "bridge",
+    ]))
+    .unwrap();
+    let subnet: network::ipam::Subnet = config[0]["Subnet"].as_str().unwrap().parse().unwrap();
+    assert!(subnet.contains(ip.parse().unwrap()), "{ip} not in {subnet}");
+    assert_eq!(
+        interfaces(&b, "plain"),
+        [format!("eth0 {ip}/{}", subnet.prefix())]
+    );
+    let route = b.ok(&["exec", "plain", "ip", "route", "show", "default"]);
+    assert!(
+        route.starts_with(&format!("default via {gateway} dev eth0")),
+        "{route}"
+    );
+    // The host's end is on berth0.
+    let master = b
+        .on_host("ip")
+        .args(["-o", "link", "show", "master", "berth0"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&master.stdout).lines().count(), 1);
+}
+
+#[test]
+fn a_container_on_two_networks_has_an_interface_on_each() {
+    let b = crate::berth!();
+    b.ok(&["network", "create", "--subnet", "10.89.1.0/24", "front"]);
+    b.ok(&["network", "create", "--subnet", "10.89.2.0/24", "back"]);
+    let ui = web(&b, "ui", &["--network", "front"]);
+    let api = web(&b, "api", &["--network", "back"]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "proxy",
+        "--network",
+        "front",
+        "--network",
+        "back",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let ifs = interfaces(&b, "proxy");
+    assert_eq!(ifs.len(), 2, "{ifs:?}");
+    assert!(ifs[0].starts_with("eth0 10.89.1."), "{ifs:?}");
+    assert!(ifs[1].starts_with("eth1 10.89.2."), "{ifs:?}");
+    let networks: serde_json::Value =
+        serde_json::from_str(&b.inspect("proxy", "{{json .NetworkSettings.Networks}}")).unwrap();
+    let names: Vec<&String> = networks.as_object().unwrap().keys().collect();
+    assert_eq!(names, ["back", "front"]);
+    // The proxy reaches both sides by name; each side only its own.
+    let get = |from: &str, url: &str| {
+        let (code, out, _) = b.run(&["exec", from, "timeout", "3", "wget", "-qO-", url]);
+        (code == 0).then_some(out)
+    };
+    assert_eq!(
+        get("proxy", "http://ui/hostname"),
+        Some(format!("{}\n", &ui[..12]))
+    );
+    assert_eq!(
+        get("proxy", "http://api/hostname"),
+        Some(format!("{}\n", &api[..12]))
+    );
+    let api_ip = b.inspect("api", "{{.NetworkSettings.IPAddress}}");
+    assert_eq!(
+        fetch_from_container(&b, "front", &format!("http://{api_ip}/hostname")),
+        None
+    );
+    assert!(b.run(&["network", "rm", "back"]).2.contains("proxy"));
+}
+
+#[test]
+fn connect_and_disconnect_a_running_container() {
+    let b = crate::berth!();
+    b.ok(&["network", "create", "--subnet", "10.89.3.0/24", "app"]);
+    let api = web(&b, "api", &["--network", "app"]);
+    b.ok(&["run", "-d", "--name", "client", "busybox", "sleep", "1000"]);
+    let get = || {
+        let (code, out, _) = b.run(&[
+            "exec",
+            "client",
+            "timeout",
+            "3",
+            "wget",
+            "-qO-",
+            "http://api/hostname",
+        ]);
+        (code == 0).then_some(out)
+    };
+    // On the default bridge the name means nothing.
+    assert_eq!(get(), None);
+    b.ok(&[
+        "network",
+        "connect",
+        "--alias",
+        "c",
+        "--ip",
+        "10.89.3.99",
+        "app",
+        "client",
+    ]);
+    let ifs = interfaces(&b, "client");
+    assert_eq!(ifs.len(), 2, "{ifs:?}");
+    assert_eq!(ifs[1], "eth1 10.89.3.99/24");
+    let resolv = b.ok(&["exec", "client", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.contains("nameserver 127.0.0.11"), "{resolv}");
+    assert_eq!(get(), Some(format!("{}\n", &api[..12])));
+    // Its alias answers on that network.
+    let (code, out, _) = b.run(&["exec", "api", "nslookup", "c", "127.0.0.11"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("10.89.3.99"), "{out}");
+    let err = b.run(&["network", "connect", "app", "client"]).2;
+    assert!(err.contains("already on network app"), "{err}");
+    b.ok(&["network", "disconnect", "app", "client"]);
+    assert_eq!(interfaces(&b, "client").len(), 1);
+    assert_eq!(get(), None);
+    let err = b.run(&["network", "disconnect", "app", "client"]).2;
+    assert!(err.contains("is not connected to network app"), "{err}");
+    // A stopped container gets its new network when it starts.
+    b.ok(&["create", "--name", "later", "busybox", "sleep", "1000"]);
+    b.ok(&["network", "connect", "app", "later"]);
+    b.ok(&["start", "later"]);
+    let ifs = interfaces(&b, "later");
+    assert_eq!(ifs.len(), 2, "{ifs:?}");
+    assert!(ifs[1].starts_with("eth1 10.89.3."), "{ifs:?}");
+    // Host networking cannot be connected.
+    b.ok(&[
+        "create",
+        "--name",
+        "hosted",
+        "--network",
+        "host",
+        "busybox",
+        "true",
+    ]);
+    let err = b.run(&["network", "connect", "app", "hosted"]).2;
+    assert!(err.contains("uses the host's network"), "{err}");
+}
+
+#[test]
+fn a_killed_monitor_leaves_nothing_behind_after_rm() {
+    let b = crate::berth!();
+    b.ok(&["network", "create", "--subnet", "10.89.4.0/24", "app"]);
+    let id = web(
+        &b,
+        "victim",
+        &[
+            "--network",
+            "app",
+            "--network",
+            "bridge",
+            "--ip",
+            "10.89.4.7",
+            "-p",
+            "8081:80",
+        ],
+    );
+    assert!(fetch_on_host(&b, "http://127.0.0.1:8081/hostname").is_some());
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(b.root().join("containers").join(&id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    let monitor = state["state"]["monitor_pid"].as_i64().unwrap() as i32;
+    assert!(monitor > 0, "{state}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    b.ok(&["rm", "-f", "victim"]);
+    let links = b.on_host("ip").args(["-o", "link"]).output().unwrap();
+    let links = String::from_utf8_lossy(&links.stdout).into_owned();
+    assert!(
+        !links.contains(&format!("vb{}", &id[..10])),
+        "veth pairs left: {links}"
+    );
+    assert!(!b.runroot().join("netns").join(&id).exists());
+    let rules = b
+        .on_host("nft")
+        .args(["list", "table", "ip", "berth"])
+        .output()
+        .unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout).into_owned();
+    assert!(!rules.contains("8081"), "{rules}");
+    // Its address and its port are free again.
+    web(
+        &b,
+        "again",
+        &["--network", "app", "--ip", "10.89.4.7", "-p", "8081:80"],
+    );
+    assert!(fetch_on_host(&b, "http://127.0.0.1:8081/hostname").is_some());
 }

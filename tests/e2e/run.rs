@@ -30,10 +30,11 @@ fn the_container_is_isolated() {
         "busybox",
         "sh",
         "-c",
-        "hostname; echo $$; ps -o pid | wc -l; ip -o link | wc -l",
+        "hostname; echo $$; ps -o pid | wc -l; ip -o link | cut -d: -f2 | cut -d@ -f1",
     ]);
-    // hostname, PID 1, three processes (sh, ps, wc) plus the header, one link (lo).
-    assert_eq!(out, "box\n1\n4\n1\n");
+    // hostname, PID 1, three processes (sh, ps, wc) plus the header, and two
+    // links: loopback and the default bridge network's eth0.
+    assert_eq!(out, "box\n1\n4\n lo\n eth0\n");
 }
 
 #[test]
@@ -135,7 +136,17 @@ fn stdin_with_dash_i() {
 #[test]
 fn network_host_and_none() {
     let b = berth!();
-    let host_links = std::fs::read_dir("/sys/class/net").unwrap().count();
+    // The engine's host is its own network namespace: give it a link of its
+    // own, then count its links there (with `ip`: /sys/class/net shows the
+    // namespace of whoever mounted it).
+    let added = b
+        .on_host("ip")
+        .args(["link", "add", "hostonly0", "type", "bridge"])
+        .status()
+        .unwrap();
+    assert!(added.success());
+    let host = b.on_host("ip").args(["-o", "link"]).output().unwrap();
+    let host_links = String::from_utf8_lossy(&host.stdout).lines().count();
     let out = b.ok(&[
         "run",
         "--rm",
@@ -144,9 +155,9 @@ fn network_host_and_none() {
         "busybox",
         "sh",
         "-c",
-        "ls /sys/class/net | wc -l",
+        "ip -o link | wc -l; ip -o link | grep -c hostonly0",
     ]);
-    assert_eq!(out.trim().parse::<usize>().unwrap(), host_links);
+    assert_eq!(out, format!("{host_links}\n1\n"));
     let out = b.ok(&[
         "run",
         "--rm",

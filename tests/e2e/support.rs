@@ -176,11 +176,14 @@ impl Drop for Berth {
     }
 }
 
-/// Starts a test with an engine, or returns when there is no root.
+/// Starts a test with an engine, or returns when there is no root. The
+/// engine runs in a network namespace of its own, as containers go on the
+/// default bridge network unless a test says otherwise: the machine's own
+/// network is never touched.
 #[macro_export]
 macro_rules! berth {
     () => {
-        match $crate::support::Berth::new(module_path!()) {
+        match $crate::support::Berth::in_own_network(module_path!()) {
             Some(b) => b,
             None => return,
         }

@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! caller (the engine's monitor)              sets PR_SET_CHILD_SUBREAPER
-//!   └─ fork → intermediate                   unshare(CLONE_NEWUSER); maps written by the caller
-//!                                            setns() into namespaces to join; unshare() the rest
+//!   └─ fork → intermediate                   setns() into namespaces to join
+//!                                            unshare(CLONE_NEWUSER); maps written by the caller
+//!                                            unshare() the rest
 //!        └─ fork → init (PID 1 inside)       mounts, pivot_root, hostname, user, capabilities
 //!                                            execve(command)   — or, with --init:
 //!             └─ fork → command (PID 2)      execve(command) while PID 1 forwards signals and reaps
@@ -358,21 +359,38 @@ fn intermediate_main(
     }
     joins.sort_by_key(|(ns, _)| Namespace::ALL.iter().position(|n| n == ns));
 
-    // The user namespace comes first: it is what makes us root enough for
-    // everything else, also when the caller is an ordinary user.
+    // Namespaces to join are joined first, as far as the caller's
+    // privileges go. Each namespace belongs to the user namespace that made
+    // it: from inside a user namespace we would be nobody to, say, the
+    // network namespace the engine made on the host (setns: EPERM). Those
+    // refused now (an ordinary user joining a mount namespace needs
+    // privileges it has only inside the container's user namespace) are
+    // joined again after the user namespace.
+    let mut refused = Vec::new();
+    for (ns, fd) in joins.iter().filter(|(ns, _)| *ns != Namespace::User) {
+        match nix::sched::setns(fd.as_fd(), ns.clone_flag()) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EPERM) => refused.push((ns, fd)),
+            Err(e) => return Err(Error::sys(format!("join the {ns} namespace"), e)),
+        }
+    }
+    if let Some((_, fd)) = joins.iter().find(|(ns, _)| *ns == Namespace::User) {
+        nix::sched::setns(fd.as_fd(), CloneFlags::CLONE_NEWUSER)
+            .ctx(|| "join the user namespace".into())?;
+        become_root_if_mapped()?;
+    }
+    for (ns, fd) in refused {
+        nix::sched::setns(fd.as_fd(), ns.clone_flag())
+            .ctx(|| format!("join the {ns} namespace"))?;
+    }
+    // Then a new user namespace: it is what makes us root enough for the
+    // namespaces still to make, also when the caller is an ordinary user.
     if plan.namespaces.get(&Namespace::User) == Some(&NsMode::New) {
         nix::sched::unshare(CloneFlags::CLONE_NEWUSER)
             .ctx(|| "unshare the user namespace".into())?;
         chan.send(&Message::UserNamespaceReady)?;
         chan.expect(&Message::MapsWritten)?;
         become_root_if_mapped()?;
-    }
-    for (ns, fd) in &joins {
-        nix::sched::setns(fd.as_fd(), ns.clone_flag())
-            .ctx(|| format!("join the {ns} namespace"))?;
-        if *ns == Namespace::User {
-            become_root_if_mapped()?;
-        }
     }
     let mut flags = CloneFlags::empty();
     for (ns, mode) in &plan.namespaces {
