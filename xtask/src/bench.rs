@@ -472,7 +472,9 @@ fn measure(scratch: &Scratch, runs: usize, hybrid: bool) -> Result<Report> {
                 .arg(&root)
                 .arg("--runroot")
                 .arg(&runroot)
-                .args(["run", "--rm", "busybox", "true"]);
+                // runc has no network either: the bridge is lab 04's
+                // benchmark (bench_net).
+                .args(["run", "--rm", "--network", "none", "busybox", "true"]);
             c
         }
     };
@@ -659,7 +661,15 @@ fn measure_storage(scratch: &Scratch, runs: usize) -> Result<StorageTable> {
                     .arg(&root)
                     .arg("--runroot")
                     .arg(&runroot)
-                    .args(["--storage-driver", driver, "run", "--rm", image, "true"]);
+                    .args([
+                        "--storage-driver",
+                        driver,
+                        "run",
+                        "--rm",
+                        "--network",
+                        "none",
+                    ])
+                    .args([image, "true"]);
                 c
             }));
         }
@@ -734,6 +744,8 @@ fn make_image(scratch: &Scratch, name: &'static str, added: u64) -> Result<Image
                 "--storage-driver",
                 "overlay",
                 "run",
+                "--network",
+                "none",
                 "--name",
                 &maker,
                 "busybox",

@@ -27,9 +27,11 @@ pub fn run() -> Result<()> {
     ]))?;
     let berth = setup::target_bin("debug", "berth");
 
-    banner("berth run --rm --hostname demo busybox sh -c '…'");
+    banner("berth run --rm --hostname demo --network none busybox sh -c '…'");
     println!(
-        "A container from the built-in busybox image (made from the host's /bin/busybox on first use)."
+        "A container from the built-in busybox image (made from the host's /bin/busybox on first use).\n\
+         --network none keeps this machine's network as it is: berth's default, the bridge\n\
+         network of lab 04, would add a berth0 bridge, a firewall table and IP forwarding."
     );
     let script = "echo \"hostname: $(hostname)\"; echo \"my pid: $$\"; echo processes:; ps; echo mounts:; cat /proc/self/mounts; echo network:; ip -o link | cut -d' ' -f2,3";
     setup::run(Command::new(&berth).args([
@@ -37,6 +39,8 @@ pub fn run() -> Result<()> {
         "--rm",
         "--hostname",
         "demo",
+        "--network",
+        "none",
         "busybox",
         "sh",
         "-c",
@@ -61,6 +65,8 @@ pub fn run() -> Result<()> {
                 "16m",
                 "--memory-swap",
                 "16m",
+                "--network",
+                "none",
                 "busybox",
             ])
             .args(["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"])
