@@ -5,6 +5,16 @@
 //! namespace: each namespace has its own, and a new one starts from the
 //! defaults, so these writes change only the namespace of the calling
 //! thread.
+//!
+//! Two settings are needed: `ip_forward` and, on each bridge,
+//! `route_localnet`. The bridge netfilter settings
+//! (`net.bridge.bridge-nf-call-iptables`, present when `br_netfilter` is
+//! loaded) are left as they are: they make frames switched *within* a
+//! bridge pass the IP firewall, which Docker relies on for replies of a
+//! container reaching another one through a published port. The engine's
+//! rules masquerade that "hairpin" traffic instead (see
+//! [`crate::firewall::return_path_rules`]), so replies come back through the host
+//! either way and the rules work with `br_netfilter` on, off or absent.
 
 use std::path::PathBuf;
 
