@@ -404,9 +404,14 @@ impl Networks {
             }
         }
         // What is installed is recorded; the same rules again (a container
-        // without published ports coming or going) cost no `nft` at all.
+        // without published ports coming or going) cost only a look at
+        // whether the table is still there: a firewall service that flushes
+        // the ruleset when it (re)starts takes the engine's table with it,
+        // and the next change of any container puts it back.
         let script = firewall::render(&rules);
-        if std::fs::read_to_string(&self.installed).is_ok_and(|s| s == script) {
+        if std::fs::read_to_string(&self.installed).is_ok_and(|s| s == script)
+            && firewall::installed()?.is_some()
+        {
             return Ok(());
         }
         firewall::apply(&rules)?;

@@ -629,3 +629,22 @@ fn a_killed_monitor_leaves_nothing_behind_after_rm() {
     );
     assert!(fetch_on_host(&b, "http://127.0.0.1:8081/hostname").is_some());
 }
+
+#[test]
+fn a_flushed_firewall_comes_back_with_the_next_container() {
+    let b = crate::berth!();
+    web(&b, "site", &["-p", "8082:80"]);
+    let url = "http://127.0.0.1:8082/hostname";
+    assert!(fetch_on_host(&b, url).is_some());
+    // What Debian's nftables service does when it starts.
+    assert!(
+        b.on_host("nft")
+            .args(["flush", "ruleset"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(fetch_on_host(&b, url), None);
+    b.ok(&["run", "--rm", "busybox", "true"]);
+    assert!(fetch_on_host(&b, url).is_some());
+}

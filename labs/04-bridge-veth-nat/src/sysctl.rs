@@ -2,9 +2,11 @@
 //!
 //! `sysctl net.ipv4.ip_forward=1` writes `1` to
 //! `/proc/sys/net/ipv4/ip_forward`. The `net.*` settings belong to a network
-//! namespace: each namespace has its own, and a new one starts from the
-//! defaults, so these writes change only the namespace of the calling
-//! thread.
+//! namespace: each namespace has its own, so these writes change only the
+//! namespace of the calling thread. A new namespace starts from the
+//! defaults, except the IPv4 ones (`ip_forward` among them), which Linux
+//! copies from the machine's first namespace unless
+//! `net.core.devconf_inherit_init_net` says otherwise.
 //!
 //! Two settings are needed: `ip_forward` and, on each bridge,
 //! `route_localnet`. The bridge netfilter settings

@@ -62,8 +62,19 @@ fn machine(
     ns
 }
 
+/// A server process that is killed when dropped, also when an assertion
+/// fails before the end of the test.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Serves `text` over HTTP on port 80 inside `ns`.
-fn web_server(ns: &NetNs, dir: &Path, text: &str) -> Child {
+fn web_server(ns: &NetNs, dir: &Path, text: &str) -> Server {
     let root = dir.join(format!("www-{text}"));
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("index.html"), text).unwrap();
@@ -82,8 +93,9 @@ fn web_server(ns: &NetNs, dir: &Path, text: &str) -> Child {
     let ready = ns
         .run(|| Ok(fetch("http://127.0.0.1/", 20).is_some()))
         .unwrap();
+    let server = Server(child);
     assert!(ready, "httpd did not start");
-    child
+    server
 }
 
 /// The body at `url`, or None; retries a few times, 100 ms apart.
@@ -161,7 +173,7 @@ fn step_04_6_egress_published_ports_and_isolation() {
         );
         host.add_address("vh-remote", Ipv4Addr::new(192, 0, 2, 1), 24)
             .unwrap();
-        let mut servers = vec![
+        let servers = vec![
             web_server(&a1, dir.path(), "a1"),
             web_server(&remote, dir.path(), "remote"),
         ];
@@ -236,10 +248,7 @@ fn step_04_6_egress_published_ports_and_isolation() {
         assert_eq!(fetch("http://127.0.0.1:8080/", 1), None);
         assert_eq!(fetch_from(&a1, "http://192.0.2.2/"), None);
 
-        for s in &mut servers {
-            s.kill().unwrap();
-            s.wait().unwrap();
-        }
+        drop(servers);
         for ns in [a1, a2, b1, remote] {
             ns.remove().unwrap();
         }
