@@ -14,6 +14,29 @@
 //! writes the code. The book in the export includes the same source files,
 //! so it is the student edition without further work.
 //!
+//! A student works through the steps in order, and each step's tests must
+//! pass once the steps up to it are written. Some regions lie on the path
+//! of *every* container, though, such as dropping capabilities (step 01.7)
+//! or bringing up the loopback device (01.5), and their `todo!()` would stop
+//! the containers of every earlier step. Such a region says what the
+//! starter puts there instead, in `// STARTER:` lines:
+//!
+//! ```text
+//! // BEGIN SOLUTION 01.7
+//! // STARTER: Ok(())
+//! ...the reference code...
+//! // END SOLUTION
+//! ```
+//!
+//! The export then writes, between the markers, a comment saying that this
+//! is a stand-in for the step, and the `// STARTER:` lines without their
+//! prefix (the indentation after `// STARTER: ` is kept, and a `todo!()`
+//! in them becomes the step's `todo!("step 01.7: …")`). A stand-in must do
+//! only what earlier steps need, so that the step's own tests still fail
+//! until the student writes the real code: in the reference, `cargo xtask
+//! test` checks that the starter scores nothing, with a `todo!()` message
+//! in every failing test.
+//!
 //! Instructor tests stay out of the export: each lab's `tests/instructor.rs`
 //! (and a `tests/instructor/` folder and `instructor__*` snapshots, should
 //! there be any) is left out, and the `instructor_tests` entries are cut
@@ -108,11 +131,45 @@ pub struct Cut {
     pub steps: Vec<String>,
 }
 
-/// Replaces every solution region in `source` with a `todo!()`.
+/// What a `// STARTER:` line starts with: the line's text, after it, is
+/// what the starter has in place of the region's code.
+pub const STARTER: &str = "// STARTER:";
+
+/// The `todo!()` that stands for step `id`'s code in the starter.
+fn todo(id: &str) -> String {
+    format!(
+        "todo!(\"step {id}: write this part (read the book's step {id}; `cargo xtask hint {id}` helps)\")"
+    )
+}
+
+/// What the starter has between the markers of step `id`'s region, at
+/// `indent`: its `// STARTER:` lines as code after a comment that says so,
+/// or else the step's `todo!()`.
+fn starter_body(id: &str, indent: &str, starter: &[String]) -> Vec<String> {
+    if starter.is_empty() {
+        return vec![format!("{indent}{}", todo(id))];
+    }
+    let mut out = vec![format!(
+        "{indent}// A stand-in so that the steps before {id} can run: replace it with step {id}'s code (read the book's step {id}; `cargo xtask hint {id}` helps)."
+    )];
+    for line in starter {
+        let code = line.replace("todo!()", &todo(id));
+        out.push(if code.is_empty() {
+            String::new()
+        } else {
+            format!("{indent}{code}")
+        });
+    }
+    out
+}
+
+/// Replaces every solution region in `source` with a `todo!()`, or with
+/// the stand-in its `// STARTER:` lines give.
 pub fn cut_solutions(source: &str) -> Result<Cut> {
     let mut cut = Cut::default();
     let mut out = Vec::new();
-    let mut open: Option<(String, usize)> = None;
+    // The open region: its step, first line, indentation and starter lines.
+    let mut open: Option<(String, usize, String, Vec<String>)> = None;
     for (n, line) in source.lines().enumerate() {
         let trimmed = line.trim();
         if let Some(id) = trimmed.strip_prefix("// BEGIN SOLUTION ") {
@@ -121,23 +178,33 @@ pub fn cut_solutions(source: &str) -> Result<Cut> {
             }
             let indent = &line[..line.len() - line.trim_start().len()];
             out.push(line.to_string());
-            out.push(format!(
-                "{indent}todo!(\"step {id}: write this part (read the book's step {id}; `cargo xtask hint {id}` helps)\")"
-            ));
             cut.steps.push(id.to_string());
-            open = Some((id.to_string(), n + 1));
+            open = Some((id.to_string(), n + 1, indent.to_string(), Vec::new()));
         } else if trimmed == "// END SOLUTION" {
-            if open.take().is_none() {
+            let Some((id, _, indent, starter)) = open.take() else {
                 bail!("line {}: END SOLUTION without BEGIN", n + 1);
-            }
+            };
+            out.extend(starter_body(&id, &indent, &starter));
             out.push(line.to_string());
-        } else if open.is_some() {
+        } else if let Some((_, _, _, starter)) = &mut open {
+            if let Some(code) = trimmed.strip_prefix(STARTER) {
+                // `// STARTER: code`: one space separates the prefix from
+                // the code; more is the code's own indentation.
+                starter.push(
+                    code.strip_prefix(' ')
+                        .unwrap_or(code)
+                        .trim_end()
+                        .to_string(),
+                );
+            }
             cut.removed.push(line.to_string());
+        } else if trimmed.starts_with(STARTER) {
+            bail!("line {}: a {STARTER} line outside a solution region", n + 1);
         } else {
             out.push(line.to_string());
         }
     }
-    if let Some((id, line)) = open {
+    if let Some((id, line, _, _)) = open {
         bail!("line {line}: solution region {id} is never closed");
     }
     cut.text = out.join("\n") + if source.ends_with('\n') { "\n" } else { "" };
@@ -275,6 +342,36 @@ mod tests {
         assert_eq!(cut.removed.len(), 2);
         assert!(cut_solutions("// BEGIN SOLUTION 01.1\n").is_err());
         assert!(cut_solutions("// END SOLUTION\n").is_err());
+    }
+
+    #[test]
+    fn starter_lines_become_a_stand_in() {
+        let src = "fn drop_caps(v: u32) -> Result<u32> {\n    // BEGIN SOLUTION 01.7\n    // STARTER: if v == 0 {\n    // STARTER:     return Ok(0);\n    // STARTER: }\n    // STARTER:\n    // STARTER: todo!()\n    let dropped = v - 1;\n    Ok(dropped)\n    // END SOLUTION\n}\n";
+        let cut = cut_solutions(src).unwrap();
+        assert_eq!(
+            cut.text,
+            "fn drop_caps(v: u32) -> Result<u32> {\n    // BEGIN SOLUTION 01.7\n    // A stand-in so that the steps before 01.7 can run: replace it with step 01.7's code (read the book's step 01.7; `cargo xtask hint 01.7` helps).\n    if v == 0 {\n        return Ok(0);\n    }\n\n    todo!(\"step 01.7: write this part (read the book's step 01.7; `cargo xtask hint 01.7` helps)\")\n    // END SOLUTION\n}\n"
+        );
+        assert_eq!(cut.steps, vec!["01.7"]);
+        // Every line of the region counts as removed, the starter lines too;
+        // being comments, they never count as telling.
+        assert_eq!(cut.removed.len(), 7);
+        assert!(
+            !telling_lines(&cut.removed, "")
+                .iter()
+                .any(|l| l.contains("STARTER"))
+        );
+        // A region without starter lines still becomes a todo!(), and one
+        // with them leaves the others alone.
+        let two = format!(
+            "{src}fn b() {{\n    // BEGIN SOLUTION 01.8\n    secret()\n    // END SOLUTION\n}}\n"
+        );
+        let cut = cut_solutions(&two).unwrap();
+        assert!(cut.text.contains("    todo!(\"step 01.8: write this part"));
+        assert!(!cut.text.contains("secret") && !cut.text.contains("dropped"));
+        assert_eq!(cut.text.matches("A stand-in").count(), 1);
+        // Starter lines belong inside a region.
+        assert!(cut_solutions("// STARTER: Ok(())\n").is_err());
     }
 
     /// The export compiles, contains no solution text, and a step's test

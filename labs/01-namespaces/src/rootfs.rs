@@ -344,6 +344,13 @@ pub fn pivot_to(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
 /// create the device nodes, switch roots, and only then make `/` read-only.
 pub fn setup(sys: &dyn Syscall, config: &ContainerConfig, opts: &RootfsOptions) -> Result<()> {
     // BEGIN SOLUTION 01.3
+    // STARTER: // Until step 01.3, a chroot stands in for a mount table of the
+    // STARTER: // container's own (see chroot_only). A read-only root and a
+    // STARTER: // user namespace's devices need the real thing.
+    // STARTER: if config.readonly_rootfs || opts.in_user_ns {
+    // STARTER:     todo!()
+    // STARTER: }
+    // STARTER: chroot_only(sys, config)
     let rootfs = &config.rootfs;
     // Nothing we mount from here on may appear in the host's mount table.
     sys.mount(
@@ -389,6 +396,30 @@ pub fn setup(sys: &dyn Syscall, config: &ContainerConfig, opts: &RootfsOptions) 
     // END SOLUTION
 }
 // ANCHOR_END: setup
+
+/// The first thing everyone tries for a container's files, and what the
+/// starter repository does in place of [`setup`] until step 01.3: a fresh
+/// `/proc` for the new PID namespace, the hostname, and `chroot(2)` into
+/// the root filesystem. It is not enough. The host's mounts all stay in the
+/// container's mount table, a root process can climb out of a chroot (one
+/// of step 01.3's tests does), none of the configured mounts is made, and
+/// `/proc` is mounted wherever the image's `proc` leads, symbolic link or
+/// not ([`secure_join`] exists for that). Propagation is cut first all the
+/// same: without it the new `/proc` would appear in the host's mount table.
+pub fn chroot_only(sys: &dyn Syscall, config: &ContainerConfig) -> Result<()> {
+    let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+    sys.mount(None, Path::new("/"), None, private, None)?;
+    let proc = config.rootfs.join("proc");
+    sys.mkdir_all(&proc)?;
+    let proc_fs = Some(Path::new("proc"));
+    sys.mount(proc_fs, &proc, Some("proc"), MsFlags::empty(), None)?;
+    sys.chroot(&config.rootfs)?;
+    sys.chdir(Path::new("/"))?;
+    if let Some(h) = &config.hostname {
+        sys.sethostname(h)?;
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {

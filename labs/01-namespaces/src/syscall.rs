@@ -30,6 +30,9 @@ pub trait Syscall {
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> Result<()>;
     /// `chdir(2)`.
     fn chdir(&self, path: &Path) -> Result<()>;
+    /// `chroot(2)`: changes where path lookups start, and nothing else.
+    /// Only [`crate::rootfs::chroot_only`] uses it.
+    fn chroot(&self, path: &Path) -> Result<()>;
     /// `mkdir -p`.
     fn mkdir_all(&self, path: &Path) -> Result<()>;
     /// Creates an empty file if nothing exists there (a bind mount target).
@@ -81,6 +84,10 @@ impl Syscall for Linux {
 
     fn chdir(&self, path: &Path) -> Result<()> {
         nix::unistd::chdir(path).ctx(|| format!("chdir {}", path.display()))
+    }
+
+    fn chroot(&self, path: &Path) -> Result<()> {
+        nix::unistd::chroot(path).ctx(|| format!("chroot {}", path.display()))
     }
 
     fn mkdir_all(&self, path: &Path) -> Result<()> {
@@ -147,6 +154,7 @@ pub enum Call {
     Umount(PathBuf, MntFlags),
     PivotRoot(PathBuf, PathBuf),
     Chdir(PathBuf),
+    Chroot(PathBuf),
     MkdirAll(PathBuf),
     Touch(PathBuf),
     Mknod(PathBuf, u64, u64),
@@ -195,6 +203,7 @@ impl std::fmt::Display for Call {
             Call::Umount(p, flags) => write!(f, "umount {} flags={}", p.display(), names(flags)),
             Call::PivotRoot(a, b) => write!(f, "pivot_root {} {}", a.display(), b.display()),
             Call::Chdir(p) => write!(f, "chdir {}", p.display()),
+            Call::Chroot(p) => write!(f, "chroot {}", p.display()),
             Call::MkdirAll(p) => write!(f, "mkdir -p {}", p.display()),
             Call::Touch(p) => write!(f, "touch {}", p.display()),
             Call::Mknod(p, maj, min) => write!(f, "mknod {} c {maj} {min}", p.display()),
@@ -277,6 +286,9 @@ impl Syscall for Recorder {
     }
     fn chdir(&self, path: &Path) -> Result<()> {
         self.push(Call::Chdir(path.to_path_buf()))
+    }
+    fn chroot(&self, path: &Path) -> Result<()> {
+        self.push(Call::Chroot(path.to_path_buf()))
     }
     fn mkdir_all(&self, path: &Path) -> Result<()> {
         self.push(Call::MkdirAll(path.to_path_buf()))

@@ -29,8 +29,10 @@ fn step_01_1_every_process_has_namespace_ids() {
     }
 }
 
+// --- 01.2 UTS and PID: hostname, PID 1 ---------------------------------------
+
 #[test]
-fn step_01_1_a_container_has_its_own_namespaces() {
+fn step_01_2_a_container_has_its_own_namespaces() {
     root_test!();
     let root = rootfs();
     let report = probe(&config(&root, &["/probe", "namespaces"]));
@@ -53,8 +55,6 @@ fn step_01_1_a_container_has_its_own_namespaces() {
         host[&Namespace::User]
     );
 }
-
-// --- 01.2 UTS and PID: hostname, PID 1 ---------------------------------------
 
 #[test]
 fn step_01_2_hostname_and_pid_1() {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cgroups::{CgroupManager, Controller, Mode, Resources};
-use common::{config, hierarchy, rootfs, start};
+use common::{config, hierarchy, rootfs, start, start_limited};
 use namespaces::Exit;
 use testkit::root_test;
 
@@ -51,7 +51,7 @@ fn step_02_7_the_container_sees_its_cgroup_as_the_root() {
         pids: Some(20),
         ..Resources::default()
     };
-    let c = start(
+    let c = start_limited(
         &h,
         "view",
         &limits,
@@ -340,7 +340,7 @@ fn step_02_7_every_process_of_the_container_is_in_the_cgroup() {
     root_test!();
     let h = hierarchy();
     let root = rootfs();
-    let c = start(
+    let c = start_limited(
         &h,
         "members",
         &Resources::default(),

@@ -17,6 +17,8 @@ pub const LIST: &str = "devices.list";
 /// rules one by one.
 pub fn apply(dir: &Path, r: &Resources) -> Result<()> {
     // BEGIN SOLUTION 02.5
+    // STARTER: // Until step 02.5, the container may use every device.
+    // STARTER: Ok(())
     fs::write(dir, DENY, "a")?;
     for rule in default_rules().iter().chain(&r.devices) {
         let file = if rule.allow { ALLOW } else { DENY };

@@ -16,6 +16,11 @@ pub const STAT: &str = "cpu.stat";
 /// Converts shares to a weight, and writes quota and period in one line.
 pub fn apply(dir: &Path, r: &Resources) -> Result<()> {
     // BEGIN SOLUTION 02.3
+    // STARTER: // Until step 02.3, a container without CPU limits needs nothing here.
+    // STARTER: if r.cpu_shares.is_none() && r.cpu_period.is_none() && r.cpu_quota.is_none() {
+    // STARTER:     return Ok(());
+    // STARTER: }
+    // STARTER: todo!()
     if let Some(shares) = r.cpu_shares {
         fs::write(dir, WEIGHT, shares_to_weight(shares))?;
     }
