@@ -359,13 +359,14 @@ impl Networks {
         Ok(removed)
     }
 
-    /// Makes the network's bridge, if it is not there, with its address.
-    fn ensure_bridge(&self, nl: &Netlink, r: &Record) -> Result<()> {
-        nl.bridge(&r.bridge)?;
+    /// Makes the network's bridge, if it is not there, with its address;
+    /// returns its index.
+    fn ensure_bridge(&self, nl: &Netlink, r: &Record) -> Result<u32> {
+        let index = nl.bridge(&r.bridge)?;
         nl.add_address(&r.bridge, r.gateway, r.subnet.prefix())?;
         nl.set_up(&r.bridge, true)?;
         network::sysctl::route_localnet(&r.bridge)?;
-        Ok(())
+        Ok(index)
     }
 
     /// Rewrites the engine's firewall table from every network and every
@@ -571,7 +572,7 @@ pub fn resolv_conf(o: &crate::options::RunOptions) -> String {
 /// lock is held.
 fn plug(
     nets: &Networks,
-    (host, ns): (&Netlink, &NetNs),
+    (host, ns, inside): (&Netlink, &NetNs, &Netlink),
     id: &str,
     index: usize,
     (conn, record): (&Connection, &Record),
@@ -582,24 +583,18 @@ fn plug(
         || Pool::new(record.subnet, Some(record.gateway)),
         |pool| pool.allocate(id, conn.ip),
     )?;
-    nets.ensure_bridge(host, record)?;
+    let bridge = nets.ensure_bridge(host, record)?;
     network::sysctl::enable_forwarding()?;
     let veth = veth_name(id, index);
     let interface = format!("eth{index}");
     let mac = link::mac_for(ip);
-    host.veth(&veth, &interface, ns.fd()?.as_fd(), Some(mac))?;
-    host.set_master(&veth, &record.bridge)?;
-    host.set_up(&veth, true)?;
+    // One request: the pair, its peer inside the container's namespace,
+    // the host end on the bridge and up.
+    host.veth_on_bridge(&veth, &interface, ns.fd()?.as_fd(), Some(mac), bridge)?;
+    host.set_hairpin(&veth, true)?;
     let (gateway, prefix) = (record.gateway, record.subnet.prefix());
-    ns.run(|| {
-        let nl = Netlink::open()?;
-        nl.add_address(&interface, ip, prefix)?;
-        nl.set_up(&interface, true)?;
-        if route {
-            nl.add_default_route(gateway)?;
-        }
-        Ok(())
-    })?;
+    // The socket `inside` was opened in the container's namespace.
+    inside.configure(&interface, ip, prefix, route.then_some(gateway))?;
     Ok(Endpoint {
         network: record.name.clone(),
         network_id: record.id.clone(),
@@ -657,15 +652,14 @@ pub fn attach(store: &Store, c: &Container, exposed: &[String]) -> Result<Option
             );
         }
         let path = netns_path(store, &c.id);
-        let ns = NetNs::create(&path)?;
-        ns.run(|| Netlink::open()?.set_up("lo", true))?;
+        let (ns, inside) = NetNs::create_with_netlink(&path)?;
         let lock = nets.lock()?;
         let host = Netlink::open()?;
         let mut route = true;
         for (index, (conn, record)) in connections.iter().zip(&records).enumerate() {
             let endpoint = plug(
                 &nets,
-                (&host, &ns),
+                (&host, &ns, &inside),
                 &c.id,
                 index,
                 (conn, record),
@@ -757,6 +751,7 @@ pub fn connect(store: &Store, c: &Container, mut conn: Connection) -> Result<()>
         return Ok(());
     }
     let ns = NetNs::open(&path)?;
+    let inside = ns.netlink()?;
     let lock = nets.lock()?;
     let c = store.load(&c.id)?;
     let taken: Vec<&str> = c.endpoints.iter().map(|e| e.interface.as_str()).collect();
@@ -770,7 +765,7 @@ pub fn connect(store: &Store, c: &Container, mut conn: Connection) -> Result<()>
     let host = Netlink::open()?;
     let endpoint = match plug(
         &nets,
-        (&host, &ns),
+        (&host, &ns, &inside),
         &c.id,
         index,
         (&conn, &record),

@@ -160,6 +160,15 @@ fn a_published_port_serves_the_host_remote_hosts_and_containers() {
         fetch_from_container(&b, "other", "http://192.0.2.1:8080/hostname").as_deref(),
         Some(want.as_str())
     );
+    // And from the container itself, through the host's addresses: its
+    // bridge port is in hairpin mode, for hosts where br_netfilter applies
+    // the DNAT on the bridge and sends the frame back where it came from.
+    let gateway = b.inspect("site", "{{.NetworkSettings.Gateway}}");
+    for host in [gateway.as_str(), "192.0.2.1"] {
+        let url = format!("http://{host}:8080/hostname");
+        let (code, out, err) = b.run(&["exec", "site", "timeout", "3", "wget", "-qO-", &url]);
+        assert_eq!((code, out.as_str()), (0, want.as_str()), "{url}: {err}");
+    }
     // Gone with the container.
     b.ok(&["rm", "-f", "site"]);
     assert_eq!(fetch_on_host(&b, "http://127.0.0.1:8080/hostname"), None);

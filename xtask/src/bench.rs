@@ -157,6 +157,9 @@ fn network_table(runs: usize) -> Result<()> {
     let net = crate::bench_net::measure(runs, &setup::target_bin("release", "berth"))?;
     println!("{}", net.text);
     let path = crate::bench_net::json_path();
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     fs::write(&path, serde_json::to_string_pretty(&net.json)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
     println!("network samples: {}", path.display());

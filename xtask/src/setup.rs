@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 /// installed. A marker ending in `*` matches any file that starts with the
 /// rest (the kernel image's name holds its version). QEMU and a kernel are
 /// for `cargo xtask vmtest`, which runs the kernel tests on cgroup v2.
-pub const PACKAGES: [(&str, &str); 14] = [
+pub const PACKAGES: [(&str, &str); 15] = [
     ("busybox-static", "/bin/busybox"),
     ("iproute2", "/usr/sbin/ip"),
     ("nftables", "/usr/sbin/nft"),
@@ -27,6 +27,8 @@ pub const PACKAGES: [(&str, &str); 14] = [
     ("strace", "/usr/bin/strace"),
     ("attr", "/usr/bin/getfattr"),
     ("libcap2-bin", "/usr/sbin/capsh"),
+    // Lab 4's chapter shows iptables beside nft (Debian's is nft-based).
+    ("iptables", "/usr/sbin/iptables"),
 ];
 
 /// The mdBook version the book is written for.

@@ -20,9 +20,10 @@
 //! every other line is output. All checked blocks of one chapter run in
 //! order in one bash process, from the top of the repository, so a later
 //! block can use what an earlier one made, just as a reader's shell would.
-//! The chapter gets a mount namespace of its own with an empty /tmp, and a
-//! network namespace of its own, so its files, mounts, links and firewall
-//! rules are its own, and a check never touches the machine's.
+//! The chapter gets a mount namespace of its own with an empty /tmp (and an
+//! empty /run/netns, for `ip netns add`), and a network namespace of its
+//! own, so its files, mounts, links and firewall rules are its own, and a
+//! check never touches the machine's.
 //!
 //! Output and text are both *redacted* before they are compared: container
 //! ids, digests, times, durations, dates, IPv4 addresses, sizes and
@@ -175,6 +176,9 @@ pub fn parse(file: &Path, markdown: &str) -> Result<Chapter> {
 pub fn redact(text: &str) -> String {
     static RULES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
         [
+            // MAC addresses (a veth pair's ends get random ones), before
+            // the clock times that would match their digits.
+            (r"\b[0-9a-f]{2}(:[0-9a-f]{2}){5}\b", "<mac>"),
             // Dates and clock times before the numbers inside them.
             (
                 r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)?( [A-Z]{3,4})?",
@@ -208,6 +212,8 @@ pub fn redact(text: &str) -> String {
             (r"\b40265\d{5}\b", "<inode>"),
             // IPv4 addresses, with a prefix length when there is one.
             (r"\b\d{1,3}(\.\d{1,3}){3}(/\d{1,2})?\b", "<ip>"),
+            // ping's summary: `min/avg/max = 0.071/0.083/0.090 ms`.
+            (r"\b\d+(\.\d+)?(/\d+(\.\d+)?)+ ms\b", "<duration>"),
             // Durations: 0.13s, 12ms, 1.2µs, 0m0.002s.
             (r"\b\d+m\d+(\.\d+)?s\b", "<duration>"),
             (r"\b\d+(\.\d+)?\s?(ns|µs|us|ms|s|secs?)\b", "<duration>"),
@@ -291,9 +297,10 @@ const BOOK_CHECKOUT: &str = "/work/main";
 const SEPARATOR: &str = "\u{1e}TRANSCRIPT-STEP";
 
 /// Run after a chapter, inside its mount namespace: removes the containers
-/// of every berth state directory the chapter made under /tmp. A state
+/// of every berth state directory the chapter made under /tmp (a state
 /// directory holds `containers/`; its runroot is not recorded there, so
-/// every other directory is tried as one.
+/// every other directory is tried as one), then the processes and network
+/// namespaces left under the chapter's /run/netns.
 const CLEANUP: &str = r#"
 for root in /tmp/*/; do
   [ -d "$root/containers" ] || continue
@@ -301,6 +308,13 @@ for root in /tmp/*/; do
     ids=$(target/debug/berth --root "$root" --runroot "$run" ps -aq --no-trunc 2>/dev/null)
     [ -n "$ids" ] && target/debug/berth --root "$root" --runroot "$run" rm -f -v $ids >/dev/null 2>&1
   done
+done
+# Processes left in the chapter's named network namespaces (a daemon such
+# as busybox httpd leaves the process group, so the timeout misses it).
+for ns in $(ip netns list | cut -d" " -f1); do
+  pids=$(ip netns pids "$ns")
+  [ -n "$pids" ] && kill -9 $pids
+  ip netns del "$ns"
 done
 true
 "#;
@@ -354,9 +368,15 @@ mkdir -p {tmp}; chmod 1777 {tmp}
 case {ws}/ in /tmp/*) rel=${{1#/tmp/}}; mkdir -p {tmp}/$rel; mount --bind {ws} {tmp}/$rel;; esac
 mount --rbind {tmp} /tmp
 ip link set lo up
+# `ip netns add` pins namespaces in /run/netns: a tmpfs of the chapter's
+# own there keeps them off the host's /run (a directory made here for it
+# goes again at the end).
+made=; [ -d /run/netns ] || {{ mkdir /run/netns; made=1; }}
+mount -t tmpfs -o mode=755 netns /run/netns
 set +e
 timeout --foreground -s KILL {secs} bash {script}
-bash {cleanup} >/dev/null 2>&1"#,
+bash {cleanup} >/dev/null 2>&1
+umount -l /run/netns; [ -z "$made" ] || rmdir /run/netns"#,
         tmp = tmp.display(),
         ws = workspace.display(),
         secs = timeout.as_secs(),
@@ -590,6 +610,13 @@ mod tests {
         );
         // What stays must still be compared.
         assert_eq!(redact("exit code 127\n5 passed"), "exit code 127\n5 passed");
+        // What `ip link` and `ping` print.
+        assert_eq!(
+            redact(
+                "veth-c1@if2 DOWN 06:9f:7c:c0:d3:9b <BROADCAST>\nround-trip min/avg/max = 0.104/0.104/0.104 ms\n"
+            ),
+            "veth-c1@if2 DOWN <mac> <BROADCAST>\nround-trip min/avg/max = <duration>\n"
+        );
     }
 
     #[test]

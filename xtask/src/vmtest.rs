@@ -14,15 +14,17 @@
 //! 2. It builds the static probe, as `cargo xtask test` does.
 //! 3. It writes an initramfs: a cpio archive that the kernel unpacks into
 //!    its first root filesystem. It holds busybox, the host tools the tests
-//!    run ([`HOST_TOOLS`]), each executable with every shared library it
-//!    needs (found with `ldd`), the probe as `/probe`, the insta snapshots,
+//!    run ([`HOST_TOOLS`]), each executable (without its debugging
+//!    information, most of its size) with every shared library it needs
+//!    (found with `ldd`), the probe as `/probe`, the insta snapshots,
 //!    the kernel modules of [`MODULES`] built for the kernel it boots, and
 //!    two shell scripts. Everything from the host keeps its host path, so
 //!    compile-time paths (`CARGO_BIN_EXE_*`, snapshot directories) hold in
 //!    the machine too.
 //! 4. It boots `/boot/vmlinuz-*` in QEMU with `cgroup_no_v1=all`, so cgroup2
-//!    is the only hierarchy. The machine loads the modules (overlayfs, for
-//!    lab 03, is one on Debian's kernels), and puts the tests' temporary
+//!    is the only hierarchy. The machine loads the modules (on Debian's
+//!    kernels, overlayfs for lab 03, and veth, the bridge and nftables for
+//!    lab 04, are modules), and puts the tests' temporary
 //!    directories on an ext4 filesystem in a RAM disk ([`SCRATCH`]). The
 //!    console is the serial port, which QEMU writes to its standard output;
 //!    this command shows it and keeps it in `target/vmtest/console.log`.
@@ -67,6 +69,11 @@ pub const SUITES: &[(&str, &str, &[&str])] = &[
     ("lab02-cgroups", "lib", &[]),
     ("lab03-overlayfs", "kernel", &[]),
     ("lab03-overlayfs", "lib", &[]),
+    ("lab04-bridge-veth-nat", "kernel", &[]),
+    ("lab04-bridge-veth-nat", "firewall", &[]),
+    ("lab04-bridge-veth-nat", "network", &[]),
+    ("lab04-bridge-veth-nat", "dns", &[]),
+    ("lab04-bridge-veth-nat", "lib", &[]),
 ];
 
 /// Kernel modules the machine loads before the tests, with their
@@ -82,6 +89,19 @@ const MODULES: &[(&str, &str)] = &[
     ("brd", RAM_DISK_PARAMS),
     ("crc32c_generic", ""),
     ("ext4", ""),
+    // Lab 04: veth pairs and bridges, and the firewall table `ip berth`,
+    // whose chains and rules need nf_tables' nat chain type (nft_chain_nat),
+    // `dnat` (nft_nat), `masquerade` (nft_masq), `ct state` and `ct status`
+    // (nft_ct) and `fib daddr type local` (nft_fib_ipv4). nf_conntrack and
+    // nf_nat come with them (modules.dep).
+    ("veth", ""),
+    ("bridge", ""),
+    ("nf_tables", ""),
+    ("nft_chain_nat", ""),
+    ("nft_nat", ""),
+    ("nft_masq", ""),
+    ("nft_ct", ""),
+    ("nft_fib_ipv4", ""),
 ];
 
 /// One RAM disk, /dev/ram0, of 512 MiB. Its pages are allocated as they
@@ -1065,7 +1085,7 @@ fn contents(
     }
     // Suites of one package share its binaries, directory and executables.
     for program in programs.iter().collect::<BTreeSet<_>>() {
-        archive.host_program(program)?;
+        archive.built_program(program)?;
     }
     // mke2fs's defaults for ext4, which it has built in too.
     let mke2fs_conf = Path::new("/etc/mke2fs.conf");
@@ -1079,7 +1099,7 @@ fn contents(
         .map(|s| &s.executable)
         .collect::<BTreeSet<_>>()
     {
-        archive.host_program(executable)?;
+        archive.built_program(executable)?;
     }
     for crate_dir in suites.iter().map(|s| &s.crate_dir).collect::<BTreeSet<_>>() {
         archive.host_dir(crate_dir)?;
@@ -1435,6 +1455,9 @@ enum Entry {
     Dir(u32),
     /// A file copied from the host, with its permission bits.
     File(PathBuf, u32),
+    /// A program built by cargo, copied without its debugging information
+    /// (see [`Archive::built_program`]), with its permission bits.
+    Stripped(PathBuf, u32),
     Data(Vec<u8>, u32),
     Symlink(PathBuf),
     CharDevice(u32, u32),
@@ -1520,6 +1543,27 @@ impl Archive {
         Ok(())
     }
 
+    /// Adds a program that cargo built (a test executable, or a binary the
+    /// tests run) and the shared libraries it loads. The program goes in
+    /// without its debugging information, as `objcopy --strip-debug`
+    /// leaves it: that is most of a debug build's size (a lab's test
+    /// executable is some 90 MB with it and 10 MB without), and the machine
+    /// holds the archive and what it unpacks to in its memory at once, then
+    /// a copy of the files (see [`STAGE1`]). Symbols stay, so a backtrace
+    /// still names its functions, and a panic's message its file and line.
+    fn built_program(&mut self, program: &Path) -> Result<()> {
+        let mode = std::fs::metadata(program)
+            .with_context(|| format!("cannot read {}", program.display()))?
+            .permissions()
+            .mode();
+        let at = self.mirror(program)?;
+        self.add(at, Entry::Stripped(program.to_path_buf(), mode & 0o7777));
+        for library in shared_libraries(program)? {
+            self.host_file(&library)?;
+        }
+        Ok(())
+    }
+
     /// Adds a host program and the shared libraries it loads.
     fn host_program(&mut self, program: &Path) -> Result<()> {
         self.host_file(program)?;
@@ -1556,11 +1600,39 @@ impl Archive {
                     cpio.entry(&name, 0o100000 | mode, (0, 0), size, file)
                         .with_context(|| format!("cannot archive {}", source.display()))?
                 }
+                Entry::Stripped(source, mode) => {
+                    let stripped = without_debug_info(source, path.parent().unwrap())?;
+                    let file = stripped.reopen()?;
+                    let size = file.metadata()?.len();
+                    cpio.entry(&name, 0o100000 | mode, (0, 0), size, file)
+                        .with_context(|| format!("cannot archive {}", source.display()))?
+                }
             }
         }
         cpio.finish()?.flush()?;
         Ok(())
     }
+}
+
+/// A copy of the program `source` without its debugging information
+/// (`objcopy --strip-debug`), as a temporary file in `dir`.
+fn without_debug_info(source: &Path, dir: &Path) -> Result<tempfile::NamedTempFile> {
+    let copy = tempfile::NamedTempFile::new_in(dir)?;
+    let output = Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(source)
+        .arg(copy.path())
+        .stdout(Stdio::null())
+        .output()
+        .context("cannot run objcopy (install it with apt-get install binutils)")?;
+    if !output.status.success() {
+        bail!(
+            "objcopy --strip-debug {} failed: {}",
+            source.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(copy)
 }
 
 /// `path` without its leading `/`.
@@ -2019,6 +2091,21 @@ mod tests {
             summary(&Report::cut(console, "a/lib").output),
             "ok. 5 passed; 0 failed; 0 ignored"
         );
+    }
+
+    #[test]
+    fn built_programs_lose_their_debugging_information() {
+        let program = std::env::current_exe().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let stripped = without_debug_info(&program, dir.path()).unwrap();
+        let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+        assert!(size(stripped.path()) > 0);
+        assert!(size(stripped.path()) <= size(&program));
+        let mut magic = [0u8; 4];
+        stripped.reopen().unwrap().read_exact(&mut magic).unwrap();
+        assert_eq!(&magic, b"\x7fELF");
+        let err = without_debug_info(&dir.path().join("missing"), dir.path()).unwrap_err();
+        assert!(err.to_string().contains("objcopy"), "{err}");
     }
 
     #[test]

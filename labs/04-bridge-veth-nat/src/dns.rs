@@ -515,6 +515,7 @@ fn resolver_options(resolv_conf: &str) -> Vec<&str> {
         .collect()
 }
 
+// ANCHOR: resolv_conf
 /// The `/etc/resolv.conf` of a new container, made from the host's.
 ///
 /// - `embedded` (a user-defined network): `nameserver 127.0.0.11`, the
@@ -573,6 +574,7 @@ pub fn container_resolv_conf(host: &str, embedded: bool, extra_dns: &[IpAddr]) -
     }
     out
 }
+// ANCHOR_END: resolv_conf
 
 /// Two random bytes from the kernel: the id of a forwarded query, so that
 /// a spoofed response must guess it as well as the random source port.

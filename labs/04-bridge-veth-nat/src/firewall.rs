@@ -157,6 +157,7 @@ fn outgoing(networks: &[Network]) -> impl Iterator<Item = &Network> {
     networks.iter().filter(|n| !n.internal)
 }
 
+// ANCHOR: masquerade
 /// Step 04.4, chain `postrouting`: for each network that is not internal,
 /// packets from its subnet that leave through any other interface than its
 /// own bridge are masqueraded: they leave with the address of the
@@ -188,7 +189,9 @@ pub fn reply_rules() -> Vec<String> {
     vec!["ct state established,related accept".to_string()]
     // END SOLUTION
 }
+// ANCHOR_END: masquerade
 
+// ANCHOR: ports
 /// Step 04.5, chain `ports`: one destination NAT rule per published port,
 /// in the order given: `[ip daddr HOST_IP] PROTO dport HOST_PORT dnat to
 /// CONTAINER_IP:CONTAINER_PORT`, with the short container id as comment.
@@ -215,7 +218,9 @@ pub fn port_rules(ports: &[PortMapping]) -> Vec<String> {
         .collect()
     // END SOLUTION
 }
+// ANCHOR_END: ports
 
+// ANCHOR: return_paths
 /// Step 04.5, chain `postrouting`: the return paths of published ports,
 /// for each network that is not internal.
 ///
@@ -262,7 +267,9 @@ pub fn published_rules() -> Vec<String> {
     vec!["ct status dnat accept".to_string()]
     // END SOLUTION
 }
+// ANCHOR_END: return_paths
 
+// ANCHOR: isolation
 /// Step 04.6, chain `forward`, first of all: an internal network's bridge
 /// neither sends packets anywhere but to itself nor receives them from
 /// anywhere else. These come before the rules that accept replies and
@@ -315,6 +322,7 @@ pub fn isolation_rules(networks: &[Network]) -> Vec<String> {
         .collect()
     // END SOLUTION
 }
+// ANCHOR_END: isolation
 
 /// One chain of the table, as `nft list` prints it: `hook` is the base
 /// chain's `type … hook … priority …` part, `None` for a chain that is only

@@ -350,6 +350,7 @@ impl Pool {
     }
 }
 
+// ANCHOR: pick_subnet
 /// The subnets [`pick_subnet`] tries, in order: Docker's default address
 /// pools, 172.17.0.0/16 to 172.31.0.0/16, then 192.168.0.0/16 cut into
 /// sixteen /20s.
@@ -383,6 +384,7 @@ pub fn pick_subnet(taken: &[Subnet]) -> Result<Subnet> {
         })
     // END SOLUTION
 }
+// ANCHOR_END: pick_subnet
 
 /// Leases on disk: one JSON file per network (`DIR/NAME.json`), changed
 /// only under an exclusive lock on `DIR/NAME.lock`, so that concurrent

@@ -8,21 +8,43 @@
 //! blocking calls, with a small single-threaded runtime of its own.
 //!
 //! A netlink socket belongs to the network namespace of the thread that
-//! opened it, and every request on it acts on that namespace. So there is
-//! one [`Netlink`] per namespace: open the host's on any host thread, and a
-//! container's inside [`crate::netns::NetNs::run`], whose thread has joined
-//! the container's namespace.
+//! opened it. The kernel records that namespace in the socket when it makes
+//! it (`socket(2)` looks at the calling thread), and every request on the
+//! socket acts on it for the socket's whole life, whichever thread sends
+//! the request later. So there is one [`Netlink`] per namespace: open the
+//! host's on any host thread, and a container's on a thread that is in the
+//! container's namespace at that moment: inside
+//! [`crate::netns::NetNs::run`], or with [`crate::netns::NetNs::netlink`]
+//! or [`crate::netns::NetNs::create_with_netlink`], which step the calling
+//! thread into the namespace for the one call and back. Either way the
+//! socket can then be used from the caller's own thread.
+//!
+//! Every request is a round trip to the kernel, and setting up a
+//! container's network takes several. A few habits keep their number and
+//! their cost down, and [`Netlink::veth_on_bridge`] and
+//! [`Netlink::configure`] use them all: the veth is made with its host end
+//! already on the bridge and up, in one request; a name is turned into an
+//! index with one `ioctl` rather than a request whose answer describes the
+//! whole link, and only once; the container's side is sent as one batch of
+//! requests whose answers are read afterwards; and no thread is started
+//! for any of it.
 
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::packet_route::link::{
+    InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
 
 use crate::{Error, Result};
+
+/// The loopback device's index. The kernel registers `lo` first in every
+/// new namespace and always gives it index 1, so it needs no look-up.
+pub const LOOPBACK: u32 = 1;
 
 /// A link as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +63,8 @@ pub struct Link {
 pub struct Netlink {
     runtime: tokio::runtime::Runtime,
     handle: Handle,
+    /// A second descriptor of the same socket, for [`Netlink::index`].
+    socket: OwnedFd,
 }
 
 /// The errno of a failed netlink request, if it carries one.
@@ -79,18 +103,29 @@ pub fn format_mac(mac: &[u8; 6]) -> String {
 
 impl Netlink {
     /// Opens a netlink socket in the calling thread's network namespace.
+    /// The socket stays in that namespace: the [`Netlink`] may be moved to
+    /// and used from any thread.
     pub fn open() -> Result<Netlink> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()
             .map_err(|e| Error::netlink("start the netlink runtime", e))?;
         // The socket is made here, on this thread, so in its namespace.
-        let (connection, handle, _) = {
+        let (mut connection, handle, _) = {
             let _inside = runtime.enter();
             rtnetlink::new_connection().map_err(|e| Error::netlink("open a netlink socket", e))?
         };
+        // SAFETY: the descriptor is the connection's socket, open until
+        // the connection is dropped, which is after this line.
+        let socket = unsafe { BorrowedFd::borrow_raw(connection.socket_mut().as_raw_fd()) }
+            .try_clone_to_owned()
+            .map_err(|e| Error::netlink("duplicate the netlink socket", e))?;
         runtime.spawn(connection);
-        Ok(Netlink { runtime, handle })
+        Ok(Netlink {
+            runtime,
+            handle,
+            socket,
+        })
     }
 
     fn block<T>(&self, f: impl Future<Output = T>) -> T {
@@ -114,6 +149,12 @@ impl Netlink {
 
     /// The link called `name`, if there is one.
     pub fn link(&self, name: &str) -> Result<Option<Link>> {
+        Ok(self.link_message(name)?.as_ref().map(to_link))
+    }
+
+    /// The kernel's whole description of link `name` (`RTM_GETLINK` with
+    /// its name), if there is such a link.
+    fn link_message(&self, name: &str) -> Result<Option<LinkMessage>> {
         self.block(async {
             let mut found = self
                 .handle
@@ -122,28 +163,55 @@ impl Netlink {
                 .match_name(name.to_string())
                 .execute();
             match found.try_next().await {
-                Ok(Some(m)) => Ok(Some(to_link(&m))),
-                Ok(None) => Ok(None),
+                Ok(found) => Ok(found),
                 Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
                 Err(e) => Err(failed(format!("find link {name}"), e)),
             }
         })
     }
 
-    fn index(&self, name: &str) -> Result<u32> {
-        self.link(name)?
-            .map(|l| l.index)
-            .ok_or_else(|| Error::netlink(format!("find link {name}"), "no such device"))
+    /// The index of link `name`. Every request below that names a link by
+    /// name starts with this look-up, so keep an index rather than asking
+    /// again. It is not a netlink request: an `RTM_GETLINK` would bring
+    /// back the link's whole description (well over a kilobyte, statistics
+    /// included) to be parsed for one number. The `SIOCGIFINDEX` ioctl
+    /// returns just the number, and the kernel answers it on any socket,
+    /// for the socket's namespace, so on this one for this namespace
+    /// (`if_nametoindex(3)` asks it the same way on a socket of the
+    /// calling thread's namespace).
+    pub fn index(&self, name: &str) -> Result<u32> {
+        let not_found = |message: String| Error::netlink(format!("find link {name}"), message);
+        // SAFETY: an all-zero `ifreq` is valid (an empty name, a zero union).
+        let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+        // The name must fit with its terminating zero, and hold no zero.
+        if name.len() >= request.ifr_name.len() || name.contains('\0') {
+            return Err(not_found("no such device".into()));
+        }
+        for (to, from) in request.ifr_name.iter_mut().zip(name.bytes()) {
+            *to = from as libc::c_char;
+        }
+        // SAFETY: SIOCGIFINDEX reads the name from and writes the index
+        // into the `ifreq` it is given, which lives across the call.
+        let done =
+            unsafe { libc::ioctl(self.socket.as_raw_fd(), libc::SIOCGIFINDEX, &mut request) };
+        if done < 0 {
+            return Err(match std::io::Error::last_os_error() {
+                e if e.raw_os_error() == Some(libc::ENODEV) => not_found("no such device".into()),
+                e => not_found(e.to_string()),
+            });
+        }
+        // SAFETY: on success the kernel has set the union's index member.
+        Ok(unsafe { request.ifr_ifru.ifru_ifindex } as u32)
     }
 
     // ANCHOR: bridge
     /// Makes a bridge called `name` and sets it up; an existing bridge of
     /// that name is kept. Returns its index.
     pub fn bridge(&self, name: &str) -> Result<u32> {
-        if let Some(link) = self.link(name)? {
-            return Ok(link.index);
+        if let Ok(index) = self.index(name) {
+            return Ok(index);
         }
-        self.block(async {
+        let made: Result<()> = self.block(async {
             // BEGIN SOLUTION 04.2
             match self
                 .handle
@@ -158,12 +226,33 @@ impl Netlink {
                 Err(e) => Err(failed(format!("create bridge {name}"), e)),
             }
             // END SOLUTION
-        })?;
+        });
+        made?;
         self.index(name)
     }
     // ANCHOR_END: bridge
 
     // ANCHOR: veth
+    /// The request for a veth pair: `host` in the namespace of the socket it is
+    /// sent on, and its peer `peer` created directly in the namespace `peer_ns`
+    /// (a descriptor), with MAC address `peer_mac` when one is given.
+    fn veth_message(
+        host: &str,
+        peer: &str,
+        peer_ns: BorrowedFd<'_>,
+        peer_mac: Option<[u8; 6]>,
+    ) -> LinkMessageBuilder<LinkVeth> {
+        // BEGIN SOLUTION 04.1
+        let mut end = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer.to_string())
+            .setns_by_fd(peer_ns.as_raw_fd());
+        if let Some(mac) = peer_mac {
+            end = end.address(mac.to_vec());
+        }
+        LinkVeth::new(host, peer).set_info_data(InfoData::Veth(InfoVeth::Peer(end.build())))
+        // END SOLUTION
+    }
+
     /// Makes a veth pair: `host` in this namespace, and its peer `peer`
     /// created directly in the namespace `peer_ns` (a descriptor), with
     /// MAC address `peer_mac`. Creating the peer where it belongs costs one
@@ -176,28 +265,54 @@ impl Netlink {
         peer_ns: BorrowedFd<'_>,
         peer_mac: Option<[u8; 6]>,
     ) -> Result<u32> {
-        self.block(async {
-            // BEGIN SOLUTION 04.1
-            let mut end = LinkMessageBuilder::<LinkUnspec>::new()
-                .name(peer.to_string())
-                .setns_by_fd(peer_ns.as_raw_fd());
-            if let Some(mac) = peer_mac {
-                end = end.address(mac.to_vec());
-            }
-            let pair = LinkVeth::new(host, peer)
-                .set_info_data(InfoData::Veth(InfoVeth::Peer(end.build())))
-                .build();
-            self.handle
-                .link()
-                .add(pair)
-                .execute()
-                .await
-                .map_err(|e| failed(format!("create veth {host} with peer {peer}"), e))
-            // END SOLUTION
-        })?;
-        self.index(host)
+        let pair = Self::veth_message(host, peer, peer_ns, peer_mac).build();
+        self.create_veth(host, peer, pair)
+    }
+
+    /// Like [`Netlink::veth`], but the host end is made already plugged
+    /// into the bridge with index `bridge` and up (`ip link add HOST master
+    /// BRIDGE up type veth peer ...`): the kernel does in one request what
+    /// [`Netlink::set_master`] and [`Netlink::set_up`] do in two more, and
+    /// the look-ups by name they start with are not needed either. Returns
+    /// the index of the host end.
+    pub fn veth_on_bridge(
+        &self,
+        host: &str,
+        peer: &str,
+        peer_ns: BorrowedFd<'_>,
+        peer_mac: Option<[u8; 6]>,
+        bridge: u32,
+    ) -> Result<u32> {
+        let pair = Self::veth_message(host, peer, peer_ns, peer_mac)
+            .controller(bridge)
+            .up()
+            .build();
+        self.create_veth(host, peer, pair)
     }
     // ANCHOR_END: veth
+
+    /// Sends the request `pair` for a new veth pair, with one queue each way
+    /// on both ends (see [`one_queue_each`]), and returns the index of the
+    /// host end.
+    fn create_veth(&self, host: &str, peer: &str, pair: LinkMessage) -> Result<u32> {
+        let pair = one_queue_each(pair);
+        self.block(async { self.handle.link().add(pair).execute().await })
+            .map_err(|e| failed(format!("create veth {host} with peer {peer}"), e))?;
+        self.index(host)
+    }
+
+    /// Puts the bridge port `name` in hairpin mode (`ip link set NAME type
+    /// bridge_slave hairpin on`): the bridge may then send a frame back out
+    /// of the port it came in through. A container that connects to its own
+    /// published port on the host's address needs it where `br_netfilter`
+    /// is active: the destination NAT then happens on the bridge, and the
+    /// rewritten frame is addressed to the port it came from.
+    pub fn set_hairpin(&self, name: &str, on: bool) -> Result<()> {
+        let index = self.index(name)?;
+        let message = rtnetlink::LinkBridgePort::new(index).hairpin(on).build();
+        self.block(async { self.handle.link().set_port(message).execute().await })
+            .map_err(|e| failed(format!("set hairpin mode on {name}"), e))
+    }
 
     // ANCHOR: configure
     /// Plugs link `name` into the bridge `bridge` (`ip link set NAME master
@@ -220,59 +335,113 @@ impl Netlink {
     /// Sets link `name` up (`ip link set NAME up`), or down.
     pub fn set_up(&self, name: &str, up: bool) -> Result<()> {
         let index = self.index(name)?;
-        self.block(async {
-            // BEGIN SOLUTION 04.2
-            let link = LinkUnspec::new_with_index(index);
-            let message = if up { link.up() } else { link.down() }.build();
-            self.handle
-                .link()
-                .set(message)
-                .execute()
-                .await
-                .map_err(|e| failed(format!("set {name} {}", if up { "up" } else { "down" }), e))
-            // END SOLUTION
-        })
+        self.block(self.set_up_by_index(index, name, up))
+    }
+
+    /// Sets the link with index `index` (called `name` in errors) up or
+    /// down: an `RTM_SETLINK` that changes only the `IFF_UP` flag.
+    async fn set_up_by_index(&self, index: u32, name: &str, up: bool) -> Result<()> {
+        // BEGIN SOLUTION 04.2
+        let link = LinkUnspec::new_with_index(index);
+        let message = if up { link.up() } else { link.down() }.build();
+        self.handle
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(|e| failed(format!("set {name} {}", if up { "up" } else { "down" }), e))
+        // END SOLUTION
     }
 
     /// Gives link `name` the address `ip/prefix` (`ip addr add`). Adding an
     /// address it already has is not an error.
     pub fn add_address(&self, name: &str, ip: Ipv4Addr, prefix: u8) -> Result<()> {
         let index = self.index(name)?;
-        self.block(async {
-            // BEGIN SOLUTION 04.2
-            match self
-                .handle
-                .address()
-                .add(index, ip.into(), prefix)
-                .execute()
-                .await
-            {
-                Ok(()) => Ok(()),
-                Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
-                Err(e) => Err(failed(format!("add {ip}/{prefix} to {name}"), e)),
-            }
-            // END SOLUTION
-        })
+        self.block(self.add_address_by_index(index, name, ip, prefix))
+    }
+
+    /// Gives the link with index `index` (called `name` in errors) the
+    /// address `ip/prefix`: an `RTM_NEWADDR`, which names its link only by
+    /// index.
+    async fn add_address_by_index(
+        &self,
+        index: u32,
+        name: &str,
+        ip: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<()> {
+        // BEGIN SOLUTION 04.2
+        match self
+            .handle
+            .address()
+            .add(index, ip.into(), prefix)
+            .execute()
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+            Err(e) => Err(failed(format!("add {ip}/{prefix} to {name}"), e)),
+        }
+        // END SOLUTION
     }
 
     /// Sends everything without a more specific route to `gateway` (`ip route
     /// add default via GATEWAY`).
     pub fn add_default_route(&self, gateway: Ipv4Addr) -> Result<()> {
-        self.block(async {
-            // BEGIN SOLUTION 04.2
-            let route = RouteMessageBuilder::<Ipv4Addr>::new()
-                .gateway(gateway)
-                .build();
-            self.handle
-                .route()
-                .add(route)
-                .execute()
-                .await
-                .map_err(|e| failed(format!("add default route via {gateway}"), e))
-            // END SOLUTION
-        })
+        self.block(self.default_route(gateway))
+    }
+
+    /// The request behind [`Netlink::add_default_route`]: an `RTM_NEWROUTE`
+    /// with a gateway and no destination, which is the default route.
+    async fn default_route(&self, gateway: Ipv4Addr) -> Result<()> {
+        // BEGIN SOLUTION 04.2
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(gateway)
+            .build();
+        self.handle
+            .route()
+            .add(route)
+            .execute()
+            .await
+            .map_err(|e| failed(format!("add default route via {gateway}"), e))
+        // END SOLUTION
     }
     // ANCHOR_END: configure
+
+    /// A container's side of its network, on a [`Netlink`] in the
+    /// container's namespace: loopback up, the address `ip/prefix` on link
+    /// `name` (the veth's peer), that link up, and with a gateway the
+    /// default route through it. That is four requests, but they are all
+    /// sent before any answer is read: the kernel handles each one in
+    /// order as it arrives, so the address is there and the link up before
+    /// the route, whose gateway must be reachable, is added. The first
+    /// error is returned.
+    pub fn configure(
+        &self,
+        name: &str,
+        ip: Ipv4Addr,
+        prefix: u8,
+        gateway: Option<Ipv4Addr>,
+    ) -> Result<()> {
+        let index = self.index(name)?;
+        self.block(async {
+            // `try_join!` starts the requests in this order, and each one's
+            // message is queued for the socket when it starts.
+            let route = async {
+                match gateway {
+                    Some(gateway) => self.default_route(gateway).await,
+                    None => Ok(()),
+                }
+            };
+            futures::try_join!(
+                self.set_up_by_index(LOOPBACK, "lo", true),
+                self.add_address_by_index(index, name, ip, prefix),
+                self.set_up_by_index(index, name, true),
+                route,
+            )
+            .map(|_| ())
+        })
+    }
 
     /// The IPv4 addresses of link `name`, with their prefix lengths.
     pub fn addresses(&self, name: &str) -> Result<Vec<(Ipv4Addr, u8)>> {
@@ -317,6 +486,28 @@ impl Netlink {
     }
 }
 
+/// The veth request `pair`, asking for one transmit and one receive queue
+/// on each end. Unless told, the kernel gives each end of a veth as many
+/// queues of each kind as the machine may have CPUs, and every queue is a
+/// directory of files in sysfs, made with the link and removed with it.
+/// Several queues let XDP programs (and GRO, when it is turned on) spread
+/// a veth's receiving over CPUs; a container's veth uses neither, and one
+/// queue each makes it noticeably faster to create.
+fn one_queue_each(mut pair: LinkMessage) -> LinkMessage {
+    let one = [LinkAttribute::NumTxQueues(1), LinkAttribute::NumRxQueues(1)];
+    for attribute in &mut pair.attributes {
+        if let LinkAttribute::LinkInfo(infos) = attribute {
+            for info in infos {
+                if let LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))) = info {
+                    peer.attributes.extend(one.clone());
+                }
+            }
+        }
+    }
+    pair.attributes.extend(one);
+    pair
+}
+
 fn to_link(m: &LinkMessage) -> Link {
     let mut link = Link {
         index: m.header.index,
@@ -341,6 +532,7 @@ fn to_link(m: &LinkMessage) -> Link {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn macs_come_from_addresses() {
@@ -348,5 +540,113 @@ mod tests {
         assert_eq!(format_mac(&mac), "02:42:0a:58:00:02");
         // Locally administered, unicast.
         assert_eq!(mac[0] & 0b11, 0b10);
+    }
+
+    /// The names of the links `nl` sees, in index order.
+    fn names(nl: &Netlink) -> Vec<String> {
+        nl.links().unwrap().into_iter().map(|l| l.name).collect()
+    }
+
+    #[test]
+    fn indices_come_from_the_sockets_namespace() {
+        testkit::root_test!();
+        let dir = tempfile::tempdir().unwrap();
+        crate::netns::on_a_new_host(|| {
+            let host = Netlink::open().unwrap();
+            assert_eq!(host.index("lo").unwrap(), LOOPBACK);
+            let bridge = host.bridge("br-idx").unwrap();
+            assert_eq!(host.index("br-idx").unwrap(), bridge);
+            for missing in ["nothing0", "", "a-name-too-long-for-a-link", "a\0b"] {
+                let e = host.index(missing).unwrap_err().to_string();
+                assert!(e.contains("no such device"), "{missing:?}: {e}");
+            }
+
+            // Sockets made inside a namespace answer for it, on this thread,
+            // which went in to make them and came back.
+            let thread = std::path::Path::new("/proc/thread-self/ns/net");
+            let home = crate::netns::inode(thread).unwrap();
+            let (ns, inside) =
+                crate::netns::NetNs::create_with_netlink(dir.path().join("c")).unwrap();
+            assert_eq!(crate::netns::inode(thread).unwrap(), home);
+            assert_ne!(crate::netns::inode(ns.path()).unwrap(), home);
+            let again = ns.netlink().unwrap();
+            assert_eq!(crate::netns::inode(thread).unwrap(), home);
+            for nl in [&inside, &again] {
+                assert_eq!(names(nl), ["lo"]);
+                assert_eq!(nl.index("lo").unwrap(), LOOPBACK);
+                assert!(nl.index("br-idx").is_err());
+            }
+            drop((inside, again));
+            ns.remove().unwrap();
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_container_is_wired_with_one_veth_request_and_one_batch() {
+        testkit::root_test!();
+        let dir = tempfile::tempdir().unwrap();
+        crate::netns::on_a_new_host(|| {
+            let host = Netlink::open().unwrap();
+            let gateway = Ipv4Addr::new(10, 77, 0, 1);
+            let bridge = host.bridge("br-t").unwrap();
+            host.add_address("br-t", gateway, 24).unwrap();
+            let (ns, inside) =
+                crate::netns::NetNs::create_with_netlink(dir.path().join("c")).unwrap();
+
+            // The host end is made on the bridge and up.
+            let ip = Ipv4Addr::new(10, 77, 0, 2);
+            let fd = ns.fd().unwrap();
+            let index = host
+                .veth_on_bridge("vh-c", "eth0", fd.as_fd(), Some(mac_for(ip)), bridge)
+                .unwrap();
+            let end = host.link("vh-c").unwrap().unwrap();
+            assert_eq!((end.index, end.master, end.up), (index, Some(bridge), true));
+            // One queue of each kind, on both ends.
+            for (nl, end) in [(&host, "vh-c"), (&inside, "eth0")] {
+                let described = nl.link_message(end).unwrap().unwrap().attributes;
+                assert!(described.contains(&LinkAttribute::NumTxQueues(1)), "{end}");
+                assert!(described.contains(&LinkAttribute::NumRxQueues(1)), "{end}");
+            }
+            let eth0 = inside.link("eth0").unwrap().unwrap();
+            assert_eq!((eth0.mac, eth0.up), (Some(mac_for(ip)), false));
+            // As `veth` returns the host end's index.
+            let other = host.veth("vh-o", "eth1", fd.as_fd(), None).unwrap();
+            assert_eq!(host.index("vh-o").unwrap(), other);
+
+            inside.configure("eth0", ip, 24, Some(gateway)).unwrap();
+            assert!(inside.link("lo").unwrap().unwrap().up);
+            assert!(inside.link("eth0").unwrap().unwrap().up);
+            assert_eq!(inside.addresses("eth0").unwrap(), [(ip, 24)]);
+            // The default route is there: a second one is refused.
+            let e = inside.add_default_route(gateway).unwrap_err().to_string();
+            assert!(e.contains("exists"), "{e}");
+            let ping = std::process::Command::new("busybox")
+                .args(["ping", "-c1", "-W2", "10.77.0.2"])
+                .output()
+                .unwrap();
+            assert!(ping.status.success(), "{ping:?}");
+            // Without a gateway, the rest is done (a second default
+            // route would have been refused).
+            let ip1 = Ipv4Addr::new(10, 78, 0, 2);
+            inside.configure("eth1", ip1, 24, None).unwrap();
+            assert_eq!(inside.addresses("eth1").unwrap(), [(ip1, 24)]);
+
+            // A bridge that does not exist: the request fails whole, and
+            // neither end is left behind.
+            assert!(
+                host.veth_on_bridge("vh-d", "eth2", fd.as_fd(), None, 999_999)
+                    .is_err()
+            );
+            assert!(host.link("vh-d").unwrap().is_none());
+            assert_eq!(names(&inside), ["lo", "eth0", "eth1"]);
+
+            host.delete("vh-c").unwrap();
+            host.delete("vh-o").unwrap();
+            assert_eq!(names(&inside), ["lo"]);
+            drop(inside);
+            ns.remove().unwrap();
+        })
+        .unwrap();
     }
 }
