@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 /// installed. A marker ending in `*` matches any file that starts with the
 /// rest (the kernel image's name holds its version). QEMU and a kernel are
 /// for `cargo xtask vmtest`, which runs the kernel tests on cgroup v2.
-pub const PACKAGES: [(&str, &str); 15] = [
+pub const PACKAGES: [(&str, &str); 16] = [
     ("busybox-static", "/bin/busybox"),
     ("iproute2", "/usr/sbin/ip"),
     ("nftables", "/usr/sbin/nft"),
@@ -21,6 +21,8 @@ pub const PACKAGES: [(&str, &str); 15] = [
     // The virtual machine's scratch filesystem is ext4 (tmpfs lacks
     // user.* attributes before Linux 6.6, which rootless overlays need).
     ("e2fsprogs", "/usr/sbin/mke2fs"),
+    // objcopy strips debug info from the test programs in its initramfs.
+    ("binutils", "/usr/bin/objcopy"),
     // The tools the book's checked transcripts run (see `transcripts`).
     ("jq", "/usr/bin/jq"),
     ("runc", "/usr/sbin/runc"),
