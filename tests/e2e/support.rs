@@ -155,6 +155,15 @@ impl Drop for Berth {
             let _ = ns.remove();
         }
         if std::thread::panicking() {
+            // A failed test leaves no helper of its own running either (a
+            // "remote" web server, say): whatever still names its directory.
+            for (pid, _) in testkit::leaks::processes_mentioning(&self.dir.path().to_string_lossy())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
             return;
         }
         // Monitors exit right after their container; give them a moment.
