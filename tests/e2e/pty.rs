@@ -28,7 +28,9 @@ fn spawn_in_pty(b: &crate::support::Berth, args: &[&str]) -> (std::fs::File, std
     let pty = nix::pty::openpty(None, None).unwrap();
     set_size(&pty.master, 24, 80);
     let slave = pty.slave;
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_berth"));
+    // On the engine's own "host" (its network namespace), like every other
+    // command of the test engine.
+    let mut command = b.on_host(env!("CARGO_BIN_EXE_berth"));
     command
         .arg("--root")
         .arg(b.root())
