@@ -296,16 +296,7 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
         let mut named = Vec::new();
         for conn in options.connections() {
             let record = nets.get(&conn.network)?;
-            if let Some(ip) = conn.ip
-                && !record.subnet.contains(ip)
-            {
-                bail!(
-                    "--ip {ip} is outside network {}'s subnet {}: pick an address in {}",
-                    record.name,
-                    record.subnet,
-                    record.subnet
-                );
-            }
+            record.check_ip(conn.ip)?;
             named.push(record.name);
         }
         options.network = NetworkMode::Bridge(named.remove(0));

@@ -57,6 +57,21 @@ impl Record {
         self.name != DEFAULT
     }
 
+    /// Refuses an `--ip` outside the network's subnet.
+    pub fn check_ip(&self, ip: Option<Ipv4Addr>) -> Result<()> {
+        if let Some(ip) = ip
+            && !self.subnet.contains(ip)
+        {
+            bail!(
+                "--ip {ip} is outside network {}'s subnet {}: pick an address in {}",
+                self.name,
+                self.subnet,
+                self.subnet
+            );
+        }
+        Ok(())
+    }
+
     fn firewall(&self) -> firewall::Network {
         firewall::Network {
             name: self.name.clone(),
@@ -723,16 +738,7 @@ pub fn connect(store: &Store, c: &Container, mut conn: Connection) -> Result<()>
             record.name
         );
     }
-    if let Some(ip) = conn.ip
-        && !record.subnet.contains(ip)
-    {
-        bail!(
-            "--ip {ip} is outside network {}'s subnet {}: pick an address in {}",
-            record.name,
-            record.subnet,
-            record.subnet
-        );
-    }
+    record.check_ip(conn.ip)?;
     let add = |rec: &mut Container| -> Result<()> {
         if rec.options.network == NetworkMode::None {
             rec.options.network = NetworkMode::Bridge(conn.network.clone());

@@ -156,13 +156,20 @@ impl Drop for Berth {
         }
         if std::thread::panicking() {
             // A failed test leaves no helper of its own running either (a
-            // "remote" web server, say): whatever still names its directory.
-            for (pid, _) in testkit::leaks::processes_mentioning(&self.dir.path().to_string_lossy())
-            {
+            // "remote" web server, say): whatever still names its directory,
+            // and no namespace it pinned there (a "remote" host's).
+            let dir = self.dir.path().to_string_lossy().into_owned();
+            for (pid, _) in testkit::leaks::processes_mentioning(&dir) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
                 );
+            }
+            let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            for point in mounts.lines().filter_map(|l| l.split(' ').nth(4)) {
+                if point.starts_with(&dir) {
+                    let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
+                }
             }
             return;
         }
