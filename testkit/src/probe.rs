@@ -16,7 +16,7 @@ use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -66,16 +66,14 @@ pub fn parse(stdout: &[u8]) -> serde_json::Value {
     })
 }
 
-/// The workspace root: the parent of this crate's directory.
-fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("testkit lives in a directory of the workspace")
+/// The workspace root (see [`crate::workspace`]).
+fn workspace_root() -> PathBuf {
+    crate::workspace()
 }
 
 /// Builds the static probe and returns its path.
 fn build() -> PathBuf {
-    let root = workspace_root();
+    let root = &workspace_root();
     let target_dir = root.join("target").join("probe");
     fs::create_dir_all(&target_dir)
         .unwrap_or_else(|err| panic!("cannot create {}: {err}", target_dir.display()));

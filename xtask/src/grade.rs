@@ -147,9 +147,16 @@ fn test_args(package: &str, test: &str) -> Result<Vec<String>> {
 }
 
 /// Grades one step of one lab in `dir`.
+/// Where a submission's tests run: its tree, its build directory, and the
+/// probe they use.
+struct Tree<'a> {
+    dir: &'a Path,
+    target_dir: &'a Path,
+    probe: Option<&'a Path>,
+}
+
 fn grade_step(
-    dir: &Path,
-    target_dir: &Path,
+    tree: &Tree<'_>,
     lab: &Lab,
     step: &Step,
     timeout: Duration,
@@ -214,10 +221,16 @@ fn grade_step(
         // test's helper thread and of the test itself would push the panic's
         // message (a step's `todo!()`, a failed assertion) out of it.
         cmd.args(test_args(&package, test)?)
-            .current_dir(dir)
-            .env("CARGO_TARGET_DIR", target_dir)
+            .current_dir(tree.dir)
+            .env("CARGO_TARGET_DIR", tree.target_dir)
             .env("CI", "true")
             .env("RUST_BACKTRACE", "0");
+        // The probe is the reference's (the grader puts the reference's
+        // probe crate into every submission): built once, not once per
+        // submission inside a test's time limit.
+        if let Some(probe) = tree.probe {
+            cmd.env("BERTH_PROBE", probe);
+        }
         let started = Instant::now();
         let (ok, timed_out, output) = run_with_timeout(cmd, timeout)?;
         // `--exact` with a name that matches nothing "passes" with 0 tests.
@@ -426,6 +439,13 @@ pub fn grade(
         eprintln!("warning: {NO_PRIVILEGES}");
     }
     let vm_results = vm.map(|vm| run_root_steps_in_vm(&dir, &target_dir, only, timeout, vm));
+    let probe = match crate::test::build_probe() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("warning: cannot build the probe ({e:#}); each test builds its own");
+            None
+        }
+    };
     let mut results = Vec::new();
     for lab in crate::steps::load_all(&dir)? {
         for step in &lab.steps {
@@ -433,9 +453,13 @@ pub fn grade(
                 continue;
             }
             eprintln!("grading {} {}", step.id, step.title);
+            let tree = Tree {
+                dir: &dir,
+                target_dir: &target_dir,
+                probe: probe.as_deref(),
+            };
             results.extend(grade_step(
-                &dir,
-                &target_dir,
+                &tree,
                 &lab,
                 step,
                 timeout,

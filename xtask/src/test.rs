@@ -218,8 +218,26 @@ pub fn run(install: bool) -> Result<()> {
             .collect();
         eprintln!("starter: {score:.2} / {max:.2}");
         if score > 0.0 || !silent.is_empty() {
+            // The table first and the tests that went wrong last, with the
+            // end of their output: a CI log keeps the end.
+            let mut why = String::new();
+            for r in starter
+                .iter()
+                .filter(|r| !r.output.contains("not yet implemented: step"))
+            {
+                let tail: String = r
+                    .output
+                    .chars()
+                    .rev()
+                    .take(1500)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                why.push_str(&format!("\n--- {} ({:?}):\n{tail}\n", r.test, r.outcome));
+            }
             bail!(
-                "the starter must fail every test with its step's message; these did not: {silent:?}\n{}",
+                "{}\nthe starter must fail every test with its step's message; these did not: {silent:?}{why}",
                 crate::grade::table(&starter)
             );
         }
