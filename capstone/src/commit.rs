@@ -35,8 +35,14 @@ pub fn changes(store: &Store, c: &Container) -> Result<Vec<overlay::diff::Change
 
 /// The container's writable layer as an OCI layer tarball.
 fn layer(store: &Store, c: &Container) -> Result<Vec<u8>> {
+    layer_with(store, c, None)
+}
+
+/// The same, with every modification time set to `mtime` if given
+/// (`SOURCE_DATE_EPOCH`, for builds that give the same digests each time).
+pub fn layer_with(store: &Store, c: &Container, mtime: Option<u64>) -> Result<Vec<u8>> {
     let p = storage::paths(&store.container_dir(&c.id));
-    let options = overlay::layer::TarOptions::default();
+    let options = overlay::layer::TarOptions { mtime };
     Ok(match c.storage.driver {
         Driver::Overlay => overlay::layer::tar_upper(&p.upper, &options, c.storage.xattr())?,
         Driver::Vfs => overlay::layer::tar_dir(&p.rootfs, &changes(store, c)?, &options)?,
@@ -79,10 +85,12 @@ pub fn commit(store: &Store, key: &str, req: &CommitRequest) -> Result<String> {
     let base = images
         .find(&c.image_id)?
         .with_context(|| format!("the image of {} ({}) is gone", c.name, c.image_id))?;
-    let created_by = match &req.message {
-        Some(m) => m.clone(),
-        None => format!("berth commit {}", c.name),
-    };
+    // As Docker records it: the container's command made the layer; the
+    // message is the comment.
+    let created_by = std::iter::once(c.path.as_str())
+        .chain(c.args.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ");
     let image = images.add_layer(
         &base,
         &tar,

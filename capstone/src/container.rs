@@ -31,22 +31,18 @@ pub struct NameInUse {
 
 // ANCHOR: resolve_command
 /// Decides what a container runs, from the image's ENTRYPOINT and CMD and
-/// what was given on the command line. Arguments after the image name
-/// replace CMD; `--entrypoint` replaces ENTRYPOINT and also drops the image's
-/// CMD, as in Docker. (Lab 05 completes this with shell forms.)
+/// what was given on the command line: lab 05's
+/// [`images::entrypoint::command`] (arguments after the image name replace
+/// CMD; `--entrypoint` replaces ENTRYPOINT and drops the image's CMD).
+/// Empty when there is nothing to run.
 pub fn resolve_command(
     image_entrypoint: &[String],
     image_cmd: &[String],
     entrypoint_flag: Option<&[String]>,
     args: &[String],
 ) -> Vec<String> {
-    let entrypoint = entrypoint_flag.unwrap_or(image_entrypoint);
-    let cmd = match (args.is_empty(), entrypoint_flag.is_some()) {
-        (false, _) => args,
-        (true, true) => &[][..],
-        (true, false) => image_cmd,
-    };
-    entrypoint.iter().chain(cmd).cloned().collect()
+    images::entrypoint::command(image_entrypoint, image_cmd, args, entrypoint_flag)
+        .unwrap_or_default()
 }
 // ANCHOR_END: resolve_command
 

@@ -76,7 +76,7 @@ pub fn df(store: &Store) -> Result<Vec<Usage>> {
     let mut all_layers = BTreeMap::new();
     let mut used_layers = BTreeSet::new();
     let mut image_ids = BTreeSet::new();
-    for (_, image) in &images {
+    for image in &images {
         image_ids.insert(image.id.clone());
         for d in image.config.rootfs().diff_ids() {
             all_layers.entry(d.clone()).or_insert_with(|| layer_size(d));
@@ -199,14 +199,15 @@ pub fn prune_images(store: &Store, all: bool) -> Result<(Vec<String>, u64)> {
     let images = ImageStore::open(&store.root)?;
     let used: BTreeSet<String> = store.list()?.into_iter().map(|c| c.image_id).collect();
     let listed = images.list()?;
+    // Without -a, named images and the build cache stay.
     let named: BTreeSet<String> = listed
         .iter()
-        .filter(|(n, _)| n.is_some())
-        .map(|(_, i)| i.id.clone())
+        .filter(|i| !i.names.is_empty() || i.cached)
+        .map(|i| i.id.clone())
         .collect();
     let doomed: BTreeSet<String> = listed
         .into_iter()
-        .map(|(_, i)| i.id)
+        .map(|i| i.id)
         .filter(|id| !used.contains(id) && (all || !named.contains(id)))
         .collect();
     if doomed.is_empty() {

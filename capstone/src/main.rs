@@ -2,17 +2,20 @@
 //! from the course's labs.
 
 mod attach;
+mod build;
 mod cgroup;
 mod commit;
 mod container;
 mod disk;
 mod doctor;
 mod image;
+mod image_cmd;
 mod logs;
 mod monitor;
 mod network;
 mod ops;
 mod options;
+mod registry_cmd;
 mod state;
 mod stats;
 mod storage;
@@ -243,13 +246,97 @@ enum Command {
     /// Manage containers (`container prune`).
     #[command(subcommand)]
     Container(ContainerCommand),
-    /// Show details of containers as JSON.
+    /// Build an image from a Dockerfile.
+    Build(build::BuildArgs),
+    /// Download an image from a registry.
+    Pull(registry_cmd::PullArgs),
+    /// Upload an image to a registry.
+    Push(registry_cmd::PushArgs),
+    /// Log in to a registry (the credentials are kept for pull and push).
+    Login(registry_cmd::LoginArgs),
+    /// Forget the credentials of a registry.
+    Logout { server: Option<String> },
+    /// Write images to a tar archive (Docker's format and an OCI layout).
+    Save(image_cmd::SaveArgs),
+    /// Read images from a tar archive.
+    Load(image_cmd::LoadArgs),
+    /// Write a container's filesystem as a tar archive.
+    Export(image_cmd::ExportArgs),
+    /// Make an image from a tar archive of a filesystem.
+    Import(image_cmd::ImportArgs),
+    /// List images.
+    Images(image_cmd::ImagesArgs),
+    /// Give an image another name: TARGET refers to SOURCE.
+    Tag { source: String, target: String },
+    /// Remove images (or only names of them).
+    Rmi(image_cmd::RmiArgs),
+    /// Show how an image was made, layer by layer.
+    History(image_cmd::HistoryArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Manage the build cache (`builder prune`).
+    #[command(subcommand)]
+    Builder(BuilderCommand),
+    /// Show details of containers or images as JSON.
     Inspect {
         /// A Go-template-like format, e.g. '{{.State.Status}}'.
         #[arg(short, long)]
         format: Option<String>,
         #[arg(required = true)]
         containers: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BuilderCommand {
+    /// Forget the build cache, and remove the images only it kept.
+    Prune {
+        /// Do not ask.
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ImageCommand {
+    /// Build an image from a Dockerfile.
+    Build(build::BuildArgs),
+    /// Download an image from a registry.
+    Pull(registry_cmd::PullArgs),
+    /// Upload an image to a registry.
+    Push(registry_cmd::PushArgs),
+    /// Write images to a tar archive.
+    Save(image_cmd::SaveArgs),
+    /// Read images from a tar archive.
+    Load(image_cmd::LoadArgs),
+    /// Make an image from a tar archive of a filesystem.
+    Import(image_cmd::ImportArgs),
+    /// List images.
+    #[command(alias = "list")]
+    Ls(image_cmd::ImagesArgs),
+    /// Give an image another name.
+    Tag { source: String, target: String },
+    /// Remove images.
+    #[command(alias = "remove")]
+    Rm(image_cmd::RmiArgs),
+    /// Show how an image was made.
+    History(image_cmd::HistoryArgs),
+    /// Show details of images as JSON.
+    Inspect {
+        /// A Go-template-like format, e.g. '{{.Config.Cmd}}'.
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove dangling images (with -a, every image no container uses).
+    Prune {
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask.
+        #[arg(short, long)]
+        force: bool,
     },
 }
 
@@ -989,6 +1076,51 @@ fn print_inspected(
     Ok(if missing { 1 } else { 0 })
 }
 
+fn image_command(store: &Store, cmd: ImageCommand) -> Result<u8> {
+    match cmd {
+        ImageCommand::Build(args) => {
+            build::build(store, &args)?;
+        }
+        ImageCommand::Pull(args) => {
+            registry_cmd::pull(store, &args)?;
+        }
+        ImageCommand::Push(args) => registry_cmd::push(store, &args)?,
+        ImageCommand::Save(args) => image_cmd::save(store, &args)?,
+        ImageCommand::Load(args) => image_cmd::load(store, &args)?,
+        ImageCommand::Import(args) => image_cmd::import(store, &args)?,
+        ImageCommand::Ls(args) => image_cmd::images(store, &args)?,
+        ImageCommand::Tag { source, target } => image_cmd::tag(store, &source, &target)?,
+        ImageCommand::Rm(args) => return Ok(if image_cmd::rmi(store, &args)? { 0 } else { 1 }),
+        ImageCommand::History(args) => image_cmd::history(store, &args)?,
+        ImageCommand::Inspect { format, images } => {
+            let store_images = image::ImageStore::open(&store.root)?;
+            return print_inspected(&images, format.as_deref(), |name| {
+                image_cmd::inspect_json(&store_images, &image_cmd::find(&store_images, name)?)
+            });
+        }
+        ImageCommand::Prune { all, force } => {
+            let warning = if all {
+                "This will remove all images without at least one container associated to them."
+            } else {
+                "This will remove all dangling images."
+            };
+            if !disk::confirm(warning, force) {
+                return Ok(0);
+            }
+            let (ids, freed) = disk::prune_images(store, all)?;
+            if !ids.is_empty() {
+                println!("Deleted Images:");
+                for id in &ids {
+                    println!("deleted: {id}");
+                }
+                println!();
+            }
+            println!("Total reclaimed space: {}", disk::human(freed));
+        }
+    }
+    Ok(0)
+}
+
 fn volume_command(store: &Store, cmd: VolumeCommand) -> Result<u8> {
     let volumes = volumes::open(store)?;
     match cmd {
@@ -1346,6 +1478,57 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Info => info(&store).map_err(fail(1)),
         Command::Doctor { .. } => unreachable!("berth doctor runs before the engine state opens"),
         Command::Volume(cmd) => volume_command(&store, cmd).map_err(fail(1)),
+        Command::Build(args) => build::build(&store, &args).map(|_| 0).map_err(fail(1)),
+        Command::Pull(args) => registry_cmd::pull(&store, &args)
+            .map(|_| 0)
+            .map_err(fail(1)),
+        Command::Push(args) => registry_cmd::push(&store, &args)
+            .map(|()| 0)
+            .map_err(fail(1)),
+        Command::Login(args) => registry_cmd::login(&args).map(|()| 0).map_err(fail(1)),
+        Command::Logout { server } => registry_cmd::logout(server.as_deref())
+            .map(|()| 0)
+            .map_err(fail(1)),
+        Command::Save(args) => image_cmd::save(&store, &args).map(|()| 0).map_err(fail(1)),
+        Command::Load(args) => image_cmd::load(&store, &args).map(|()| 0).map_err(fail(1)),
+        Command::Export(args) => image_cmd::export(&store, &args)
+            .map(|()| 0)
+            .map_err(fail(1)),
+        Command::Import(args) => image_cmd::import(&store, &args)
+            .map(|()| 0)
+            .map_err(fail(1)),
+        Command::Images(args) => image_cmd::images(&store, &args)
+            .map(|()| 0)
+            .map_err(fail(1)),
+        Command::Tag { source, target } => image_cmd::tag(&store, &source, &target)
+            .map(|()| 0)
+            .map_err(fail(1)),
+        Command::Rmi(args) => image_cmd::rmi(&store, &args)
+            .map(|ok| if ok { 0 } else { 1 })
+            .map_err(fail(1)),
+        Command::History(args) => image_cmd::history(&store, &args)
+            .map(|()| 0)
+            .map_err(fail(1)),
+        Command::Image(cmd) => image_command(&store, cmd).map_err(fail(1)),
+        Command::Builder(BuilderCommand::Prune { force }) => (|| -> Result<u8> {
+            if !disk::confirm("This will remove all dangling build cache.", force) {
+                return Ok(0);
+            }
+            image::ImageStore::open(&store.root)?
+                .blobs()
+                .cache_clear()?;
+            let (ids, freed) = disk::prune_images(&store, false)?;
+            if !ids.is_empty() {
+                println!("Deleted build cache objects:");
+                for id in &ids {
+                    println!("{id}");
+                }
+                println!();
+            }
+            println!("Total reclaimed space: {}", disk::human(freed));
+            Ok(0)
+        })()
+        .map_err(fail(1)),
         Command::Network(cmd) => network_command(&store, cmd).map_err(fail(1)),
         Command::Port { container, port } => {
             let c = store.find(&container).map_err(fail(1))?;
@@ -1430,12 +1613,20 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let mut views = Vec::new();
             let mut failed = false;
             for name in &containers {
+                // Containers first, then images, as Docker looks.
                 match store.find(name) {
                     Ok(c) => views.push(views::inspect(&c, &store.container_dir(&c.id))),
-                    Err(e) => {
-                        eprintln!("Error: {e:#}");
-                        failed = true;
-                    }
+                    Err(e) => match image::ImageStore::open(&store.root)
+                        .and_then(|i| Ok(i.find(name)?.map(|img| (i, img))))
+                    {
+                        Ok(Some((i, img))) => {
+                            views.push(image_cmd::inspect_json(&i, &img).map_err(fail(1))?)
+                        }
+                        _ => {
+                            eprintln!("Error: {e:#}");
+                            failed = true;
+                        }
+                    },
                 }
             }
             let mut out = std::io::stdout().lock();

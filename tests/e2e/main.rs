@@ -6,12 +6,15 @@
 
 mod support;
 
+mod build;
 mod doctor;
 mod errors;
+mod images;
 mod lifecycle;
 mod limits;
 mod network;
 mod pty;
+mod registry;
 mod rootless;
 mod run;
 mod storage;

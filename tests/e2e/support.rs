@@ -69,7 +69,9 @@ impl Berth {
         c.arg("--root")
             .arg(self.root())
             .arg("--runroot")
-            .arg(self.runroot());
+            .arg(self.runroot())
+            // Registry credentials (`login`) stay with the test.
+            .env("BERTH_CONFIG", self.dir.path().join("config"));
         c.timeout(Duration::from_secs(60));
         c
     }

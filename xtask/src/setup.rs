@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 /// installed. A marker ending in `*` matches any file that starts with the
 /// rest (the kernel image's name holds its version). QEMU and a kernel are
 /// for `cargo xtask vmtest`, which runs the kernel tests on cgroup v2.
-pub const PACKAGES: [(&str, &str); 16] = [
+pub const PACKAGES: [(&str, &str); 22] = [
     ("busybox-static", "/bin/busybox"),
     ("iproute2", "/usr/sbin/ip"),
     ("nftables", "/usr/sbin/nft"),
@@ -31,6 +31,16 @@ pub const PACKAGES: [(&str, &str); 16] = [
     ("libcap2-bin", "/usr/sbin/capsh"),
     // Lab 4's chapter shows iptables beside nft (Debian's is nft-based).
     ("iptables", "/usr/sbin/iptables"),
+    // Lab 5: a local registry (the CNCF distribution registry) with
+    // htpasswd logins, curl to speak its protocol by hand, and skopeo and
+    // umoci to check that berth's images and archives are what other
+    // tools read and write.
+    ("docker-registry", "/usr/bin/docker-registry"),
+    ("apache2-utils", "/usr/bin/htpasswd"),
+    ("curl", "/usr/bin/curl"),
+    ("skopeo", "/usr/bin/skopeo"),
+    ("umoci", "/usr/bin/umoci"),
+    ("file", "/usr/bin/file"),
 ];
 
 /// The mdBook version the book is written for.

@@ -1,0 +1,402 @@
+//! Lab 05 through berth: `berth build` from Dockerfiles the tests write,
+//! with the built-in busybox as the base image.
+
+use std::path::Path;
+
+use crate::berth;
+use crate::support::Berth;
+
+/// A build context: files by relative path.
+fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("berth-e2e-ctx-")
+        .tempdir()
+        .unwrap();
+    for (path, content) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    dir
+}
+
+fn build(b: &Berth, dir: &Path, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["build", "--network", "none"];
+    args.extend_from_slice(extra);
+    let path = dir.display().to_string();
+    args.push(&path);
+    b.run(&args)
+}
+
+fn build_ok(b: &Berth, dir: &Path, extra: &[&str]) -> String {
+    let (code, out, err) = build(b, dir, extra);
+    assert_eq!(code, 0, "build failed: {out}\n{err}");
+    out
+}
+
+/// Build output with ids replaced, for snapshots.
+fn redact(out: &str) -> String {
+    let ids = regex::Regex::new(r"\b[0-9a-f]{12}\b").unwrap();
+    ids.replace_all(out, "[id]").to_string()
+}
+
+const APP: &str = r#"# syntax=docker/dockerfile:1
+FROM busybox
+ENV GREETING=hello \
+    APP_DIR=/app
+WORKDIR $APP_DIR
+COPY config.txt ./
+RUN echo "$GREETING from RUN" > run.txt
+COPY src/ ./src/
+CMD ["sh", "-c", "cat config.txt run.txt src/main.txt"]
+"#;
+
+#[test]
+fn an_unchanged_build_uses_the_cache_and_an_edit_invalidates_what_follows() {
+    let b = berth!();
+    let ctx = context(&[
+        ("Dockerfile", APP),
+        ("config.txt", "config 1\n"),
+        ("src/main.txt", "main 1\n"),
+    ]);
+    let first = build_ok(&b, ctx.path(), &["-t", "app:1", "-t", "app:latest"]);
+    insta::assert_snapshot!("build_first", redact(&first));
+    assert_eq!(
+        b.ok(&["run", "--rm", "--network", "none", "app:1"]),
+        "config 1\nhello from RUN\nmain 1\n"
+    );
+    // Nothing changed: every step but FROM comes from the cache.
+    let again = build_ok(&b, ctx.path(), &["-t", "app:1"]);
+    assert_eq!(again.matches("Using cache").count(), 6, "{again}");
+    let id = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("Successfully built "))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(id(&again), id(&first));
+    // Touching a file without changing it keeps the cache.
+    let t = std::fs::File::options()
+        .append(true)
+        .open(ctx.path().join("src/main.txt"))
+        .unwrap();
+    t.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(60))
+        .unwrap();
+    let touched = build_ok(&b, ctx.path(), &[]);
+    assert_eq!(touched.matches("Using cache").count(), 6, "{touched}");
+    // The last COPY's file changed: only that step and the next run.
+    std::fs::write(ctx.path().join("src/main.txt"), "main 2\n").unwrap();
+    let late = build_ok(&b, ctx.path(), &["-t", "app:2"]);
+    insta::assert_snapshot!("build_late_edit", redact(&late));
+    assert_eq!(late.matches("Using cache").count(), 4, "{late}");
+    // An early file changed: everything after it runs again, the RUN too.
+    std::fs::write(ctx.path().join("config.txt"), "config 2\n").unwrap();
+    let early = build_ok(&b, ctx.path(), &["-t", "app:3"]);
+    assert_eq!(early.matches("Using cache").count(), 2, "{early}");
+    assert!(
+        early.contains("Step 5/7 : RUN echo \"$GREETING from RUN\" > run.txt\n ---> Running in "),
+        "{early}"
+    );
+    assert_eq!(
+        b.ok(&["run", "--rm", "--network", "none", "app:3"]),
+        "config 2\nhello from RUN\nmain 2\n"
+    );
+    // --no-cache runs everything.
+    let fresh = build_ok(&b, ctx.path(), &["--no-cache"]);
+    assert_eq!(fresh.matches("Using cache").count(), 0, "{fresh}");
+    // The intermediate images are hidden from `images`, shown with -a.
+    let names = b.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(!names.contains("<none>"), "{names}");
+    assert!(b.ok(&["images", "-a"]).contains("<none>"));
+}
+
+#[test]
+fn the_image_config_drives_run() {
+    let b = berth!();
+    let ctx = context(&[(
+        "Dockerfile",
+        r#"FROM busybox
+RUN echo 'app:x:1234:1234::/data:/bin/sh' >> /etc/passwd && mkdir /data && chown app /data
+USER app
+WORKDIR /data
+ENV MODE=production
+VOLUME /data
+EXPOSE 8080/tcp 9090/udp
+LABEL org.opencontainers.image.title="demo"
+STOPSIGNAL SIGINT
+ENTRYPOINT ["sh", "-c", "echo $(id -u) $(pwd) $MODE \"$@\"", "entry"]
+CMD ["default", "args"]
+"#,
+    )]);
+    build_ok(&b, ctx.path(), &["-t", "cfg"]);
+    assert_eq!(
+        b.ok(&["run", "--rm", "--network", "none", "cfg"]),
+        "1234 /data production default args\n"
+    );
+    // Arguments replace CMD; --entrypoint replaces ENTRYPOINT and drops CMD.
+    assert_eq!(
+        b.ok(&["run", "--rm", "--network", "none", "cfg", "mine"]),
+        "1234 /data production mine\n"
+    );
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "pwd",
+            "cfg"
+        ]),
+        "/data\n"
+    );
+    let inspect = b.ok(&[
+        "image", "inspect", "-f",
+        "{{.Config.User}} {{.Config.WorkingDir}} {{.Config.Volumes}} {{.Config.ExposedPorts}} {{.Config.StopSignal}} {{.Config.Labels}}",
+        "cfg",
+    ]);
+    assert_eq!(
+        inspect,
+        "app /data map[/data:map[]] map[8080/tcp:map[] 9090/udp:map[]] SIGINT map[org.opencontainers.image.title:demo]\n"
+    );
+    // The image's VOLUME becomes an anonymous volume; -P publishes EXPOSE.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c",
+        "-P",
+        "--entrypoint",
+        "sleep",
+        "cfg",
+        "30",
+    ]);
+    assert_eq!(b.inspect("c", "{{len .Mounts}}"), "1");
+    let ports = b.ok(&["port", "c"]);
+    b.ok(&["rm", "-f", "-v", "c"]);
+    assert!(
+        ports.contains("8080/tcp -> 0.0.0.0:") && ports.contains("9090/udp -> 0.0.0.0:"),
+        "{ports}"
+    );
+}
+
+#[test]
+fn multi_stage_copies_only_what_the_last_stage_takes() {
+    let b = berth!();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            r#"ARG VERSION=1.0
+FROM busybox AS build
+ARG VERSION
+RUN mkdir /out && echo "v$VERSION" > /out/version && echo junk > /out/junk
+FROM busybox AS test
+RUN false
+FROM scratch
+COPY --from=build /out/version /
+COPY --from=0 /bin/busybox /bin/
+"#,
+        ),
+        ("unused.txt", "x"),
+    ]);
+    let out = build_ok(
+        &b,
+        ctx.path(),
+        &["-t", "multi", "--build-arg", "VERSION=2.5"],
+    );
+    // The `test` stage is not needed, so it does not run.
+    assert!(!out.contains("RUN false"), "{out}");
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "multi",
+            "/bin/busybox",
+            "cat",
+            "/version"
+        ]),
+        "v2.5\n"
+    );
+    let (code, _, err) = b.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "multi",
+        "/bin/busybox",
+        "cat",
+        "/out/junk",
+    ]);
+    assert_ne!(code, 0, "{err}");
+    // Two layers: the version file and busybox; no history of the stage.
+    assert_eq!(
+        b.ok(&["image", "inspect", "-f", "{{len .RootFS.Layers}}", "multi"]),
+        "2\n"
+    );
+    // --target builds a stage of its own, here the failing one.
+    let (code, out, err) = build(&b, ctx.path(), &["--target", "test"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains("The command '/bin/sh -c false' returned a non-zero code: 1"),
+        "{err}"
+    );
+    let (code, _, err) = build(&b, ctx.path(), &["--target", "nope"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("target stage \"nope\" not found") && err.contains("build, test, 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn dockerignore_and_the_context_boundary() {
+    let b = berth!();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            "FROM busybox\nCOPY . /ctx/\nCMD [\"find\", \"/ctx\", \"-type\", \"f\"]\n",
+        ),
+        (
+            ".dockerignore",
+            "# build output\n*.log\nsecrets/\n!secrets/public.txt\n",
+        ),
+        ("app.txt", "app"),
+        ("debug.log", "noise"),
+        ("secrets/key.pem", "private"),
+        ("secrets/public.txt", "public"),
+    ]);
+    build_ok(&b, ctx.path(), &["-t", "ctx"]);
+    let mut files: Vec<String> = b
+        .ok(&["run", "--rm", "--network", "none", "ctx"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "/ctx/.dockerignore",
+            "/ctx/Dockerfile",
+            "/ctx/app.txt",
+            "/ctx/secrets/public.txt"
+        ]
+    );
+    // An ignored file changing does not invalidate the cache.
+    std::fs::write(ctx.path().join("debug.log"), "more noise").unwrap();
+    let out = build_ok(&b, ctx.path(), &[]);
+    assert_eq!(out.matches("Using cache").count(), 2, "{out}");
+    // Outside the context, or ignored: clear errors, at the line.
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nCOPY ../etc/passwd /x\n",
+    )
+    .unwrap();
+    let (code, _, err) = build(&b, ctx.path(), &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("Dockerfile:2") && err.contains("outside the build context"),
+        "{err}"
+    );
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nCOPY debug.log /x\n",
+    )
+    .unwrap();
+    let (code, _, err) = build(&b, ctx.path(), &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("debug.log") && err.contains(".dockerignore"),
+        "{err}"
+    );
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox\nADD http://example.com/x /x\n",
+    )
+    .unwrap();
+    let (code, _, err) = build(&b, ctx.path(), &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("offline") || err.contains("network"), "{err}");
+}
+
+#[test]
+fn mistakes_are_reported_at_their_line_and_column() {
+    let b = berth!();
+    for (dockerfile, want) in [
+        (
+            "FROM busybox\nRUUN echo hi\n",
+            "Dockerfile:2:1: unknown instruction RUUN (did you mean RUN?)",
+        ),
+        ("FROM busybox\nCOPY --form=x a b\n", "Dockerfile:2:6"),
+        ("FROM busybox\nENV X=${Y\n", "Dockerfile:2:7"),
+        ("RUN echo hi\n", "Dockerfile:1:1"),
+        ("FROM nosuchimage\n", "no such image \"nosuchimage\""),
+    ] {
+        let ctx = context(&[("Dockerfile", dockerfile)]);
+        let (code, out, err) = build(&b, ctx.path(), &[]);
+        assert_eq!(code, 1, "{dockerfile}: {out}");
+        assert!(err.contains(want), "{dockerfile}: {err}");
+    }
+    // A failing RUN shows its command and code; the steps before it are
+    // cached for the next try.
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox\nRUN echo one > /one\nRUN exit 3\n",
+    )]);
+    let (code, _, err) = build(&b, ctx.path(), &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("The command '/bin/sh -c exit 3' returned a non-zero code: 3"),
+        "{err}"
+    );
+    let (_, out, _) = build(&b, ctx.path(), &[]);
+    assert!(
+        out.contains("Step 2/3 : RUN echo one > /one\n ---> Using cache"),
+        "{out}"
+    );
+    // No build container is left behind.
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn the_same_input_gives_the_same_digests() {
+    let b = berth!();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            "FROM busybox\nCOPY a.txt /\nRUN echo run > /b.txt\nLABEL a=1 b=2 c=3\n",
+        ),
+        ("a.txt", "a"),
+    ]);
+    let digest = |tag: &str| {
+        b.ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Id}} {{.Metadata.ManifestDigest}}",
+            tag,
+        ])
+    };
+    let mut seen = Vec::new();
+    for tag in ["one", "two"] {
+        let out = b
+            .cmd()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["build", "--network", "none", "--no-cache", "-t", tag])
+            .arg(ctx.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        seen.push(digest(tag));
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(
+        b.ok(&["image", "inspect", "-f", "{{.Created}}", "one"]),
+        "2023-11-14T22:13:20Z\n"
+    );
+}
