@@ -74,6 +74,11 @@
 //! `berth run --rm` with and without a network; its samples go to
 //! `target/bench/network.json`.
 //!
+//! Then [`crate::bench_build`] times lab 05's engine paths: a rebuild whose
+//! every step hits the cache, and push and pull of a multi-layer image to
+//! and from a local registry, beside `skopeo copy` of the same image
+//! (`target/bench/images.json`).
+//!
 //! `--runs` (default 200) is the number of timed runs per tool, in the first
 //! and the storage table; the step table uses half as many.
 //!
@@ -118,7 +123,7 @@ const STORAGE_BUDGET_S: f64 = 60.0;
 const STORAGE_MIN_RUNS: usize = 20;
 
 /// Measures container start-up; see the module documentation.
-pub fn run(runs: usize, network_only: bool) -> Result<()> {
+pub fn run(runs: usize, network_only: bool, images_only: bool) -> Result<()> {
     if runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -132,6 +137,9 @@ pub fn run(runs: usize, network_only: bool) -> Result<()> {
     setup::run(&mut setup::cargo(&["build", "--release", "-p", "berth"]))?;
     if network_only {
         return network_table(runs);
+    }
+    if images_only {
+        return images_table(runs);
     }
 
     let unified_at_start = mount_points()?.iter().any(|m| m == UNIFIED);
@@ -149,7 +157,22 @@ pub fn run(runs: usize, network_only: bool) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     println!("raw samples and summary: {}", path.display());
     cleaned?;
-    network_table(runs.min(100))
+    network_table(runs.min(100))?;
+    images_table(runs.min(20))
+}
+
+/// Lab 05: cached rebuilds, push and pull against a local registry.
+fn images_table(runs: usize) -> Result<()> {
+    let (text, json) = crate::bench_build::measure(runs, &setup::target_bin("release", "berth"))?;
+    println!("{text}");
+    let path = setup::target_bin("bench", "images.json");
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!("image samples: {}", path.display());
+    Ok(())
 }
 
 /// Lab 04: one container's network, in namespaces of its own.

@@ -4,6 +4,7 @@
 //! what the machine lacks (see [`setup`]), then does its job.
 
 mod bench;
+mod bench_build;
 mod bench_net;
 mod book;
 mod course;
@@ -44,6 +45,10 @@ enum Command {
         /// Only the network table (lab 04).
         #[arg(long)]
         network_only: bool,
+        /// Only the image tables (lab 05): layer extraction, cached
+        /// rebuilds, push and pull.
+        #[arg(long)]
+        images_only: bool,
     },
     /// Check the book's includes and build it; with --check, re-run its
     /// checked transcripts instead (as root).
@@ -121,7 +126,11 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Demo => demo::run(),
         Command::Test { no_install } => test::run(!no_install),
-        Command::Bench { runs, network_only } => bench::run(runs, network_only),
+        Command::Bench {
+            runs,
+            network_only,
+            images_only,
+        } => bench::run(runs, network_only, images_only),
         Command::Book { check: false, .. } => book::run(),
         Command::Book {
             check: true,

@@ -179,9 +179,10 @@ pub fn redact(text: &str) -> String {
             // MAC addresses (a veth pair's ends get random ones), before
             // the clock times that would match their digits.
             (r"\b[0-9a-f]{2}(:[0-9a-f]{2}){5}\b", "<mac>"),
-            // Dates and clock times before the numbers inside them.
+            // Dates and clock times before the numbers inside them (with
+            // or without seconds: `tar tv` prints `2026-11-23 14:28`).
             (
-                r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)?( [A-Z]{3,4})?",
+                r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?( [A-Z]{3,4})?",
                 "<date>",
             ),
             // `ls -l` dates: `Nov 23 07:29`, or `Nov 23  2025` when older.
