@@ -256,3 +256,114 @@ fn save_load_export_and_import_move_images_as_files() {
     assert_eq!(code, 1);
     assert!(err.contains("nope.tar"), "{err}");
 }
+
+/// Runs a host tool, insisting on success.
+fn tool(program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e} (cargo xtask setup installs it)"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn an_image_made_by_umoci_and_skopeo_loads_and_runs() {
+    let b = berth!();
+    let dir = tempfile::Builder::new()
+        .prefix("berth-e2e-umoci-")
+        .tempdir()
+        .unwrap();
+    let layout = dir.path().join("layout");
+    let bundle = dir.path().join("bundle");
+    let (l, bd) = (layout.to_str().unwrap(), bundle.to_str().unwrap());
+    tool("umoci", &["init", "--layout", l]);
+    tool("umoci", &["new", "--image", &format!("{l}:t")]);
+    tool("umoci", &["unpack", "--image", &format!("{l}:t"), bd]);
+    let rootfs = bundle.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+    std::fs::write(rootfs.join("hello.txt"), "made by umoci\n").unwrap();
+    tool("umoci", &["repack", "--image", &format!("{l}:t"), bd]);
+    tool(
+        "umoci",
+        &[
+            "config",
+            "--image",
+            &format!("{l}:t"),
+            "--config.cmd",
+            "/bin/busybox",
+            "--config.cmd",
+            "cat",
+            "--config.cmd",
+            "/hello.txt",
+            "--config.env",
+            "FROM=umoci",
+        ],
+    );
+    let archive = dir.path().join("app.tar");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "-q",
+            &format!("oci:{l}:t"),
+            &format!("docker-archive:{}:umoci/app:1", archive.display()),
+        ],
+    );
+    assert_eq!(
+        b.ok(&["load", "-i", archive.to_str().unwrap()]),
+        "Loaded image: umoci/app:1\n"
+    );
+    assert_eq!(
+        b.ok(&["run", "--rm", "--network", "none", "umoci/app:1"]),
+        "made by umoci\n"
+    );
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "umoci/app:1",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "echo $FROM"
+        ]),
+        "umoci\n"
+    );
+    // And what berth saves, skopeo reads: the same config, byte for byte.
+    let saved = dir.path().join("saved.tar");
+    b.ok(&["save", "-o", saved.to_str().unwrap(), "umoci/app:1"]);
+    let config = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--config",
+            "--raw",
+            &format!("docker-archive:{}", saved.display()),
+        ],
+    );
+    let id = b.ok(&["image", "inspect", "-f", "{{.Id}}", "umoci/app:1"]);
+    let digest = format!(
+        "sha256:{}",
+        tool(
+            "sh",
+            &[
+                "-c",
+                &format!(
+                    "printf %s '{}' | sha256sum | cut -d' ' -f1",
+                    config.replace('\'', "'\\''")
+                )
+            ]
+        )
+        .trim()
+    );
+    assert_eq!(id.trim(), digest);
+}
