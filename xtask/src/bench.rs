@@ -74,7 +74,9 @@
 //! `berth run --rm` with and without a network; its samples go to
 //! `target/bench/network.json`.
 //!
-//! Then [`crate::bench_build`] times lab 05's engine paths: a rebuild whose
+//! Then [`crate::bench_images`] times lab 05's layer extraction against GNU
+//! tar on the same 100 MB+ layer, plain and gzipped, and
+//! [`crate::bench_build`] times lab 05's engine paths: a rebuild whose
 //! every step hits the cache, and push and pull of a multi-layer image to
 //! and from a local registry, beside `skopeo copy` of the same image
 //! (`target/bench/images.json`).
@@ -161,9 +163,17 @@ pub fn run(runs: usize, network_only: bool, images_only: bool) -> Result<()> {
     images_table(runs.min(20))
 }
 
-/// Lab 05: cached rebuilds, push and pull against a local registry.
+/// Lab 05: layer extraction against GNU tar, cached rebuilds, push and
+/// pull against a local registry.
 fn images_table(runs: usize) -> Result<()> {
-    let (text, json) = crate::bench_build::measure(runs, &setup::target_bin("release", "berth"))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("extraction-")
+        .tempdir_in(setup::workspace().join("target"))?;
+    let extraction = crate::bench_images::extraction(scratch.path(), runs.clamp(3, 10))?;
+    println!("{}", extraction.text);
+    let (text, mut json) =
+        crate::bench_build::measure(runs, &setup::target_bin("release", "berth"))?;
+    json["extraction"] = extraction.json;
     println!("{text}");
     let path = setup::target_bin("bench", "images.json");
     if let Some(dir) = path.parent() {

@@ -5,6 +5,7 @@
 
 mod bench;
 mod bench_build;
+mod bench_images;
 mod bench_net;
 mod book;
 mod course;

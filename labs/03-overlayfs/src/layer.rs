@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::Metadata;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -261,8 +261,11 @@ pub fn apply(layer: impl Read, dir: &Path, target: Target) -> Result<()> {
         target,
         written: HashSet::new(),
         dir_times: BTreeMap::new(),
+        checked: None,
+        buf: Vec::new(),
     };
-    let mut archive = tar::Archive::new(layer);
+    // Big reads: a layer is read once, front to back.
+    let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, layer));
     let entries = archive
         .entries()
         .map_err(|e| Error::io("read layer for", dir, e))?;
@@ -305,6 +308,12 @@ struct Unpacker {
     written: HashSet<PathBuf>,
     /// Directories' modification times, set last (their entries change them).
     dir_times: BTreeMap<PathBuf, i64>,
+    /// The last parent directory found to be real directories all the way
+    /// down, so that its siblings need no new check; forgotten whenever
+    /// something is removed (a directory could then become a link).
+    checked: Option<PathBuf>,
+    /// Where file data is copied through, in pieces of up to 1 MiB.
+    buf: Vec<u8>,
 }
 
 impl Unpacker {
@@ -319,7 +328,10 @@ impl Unpacker {
         };
         let name = rel.file_name().unwrap_or_default().to_os_string();
         let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
-        self.real_dir(&parent, true)?;
+        if self.checked.as_deref() != Some(parent.as_path()) {
+            self.real_dir(&parent, true)?;
+            self.checked = Some(parent.clone());
+        }
         let header = entry.header();
         let (uid, gid, mtime) = owner_and_time(header, &rel)?;
         match parse_oci_name(&name)? {
@@ -366,7 +378,10 @@ impl Unpacker {
     fn opaque(&mut self, parent: &Path) -> Result<()> {
         match self.target {
             Target::Overlay(xattr) => set_opaque(&self.dir.join(parent), xattr),
-            Target::Plain => self.empty(parent),
+            Target::Plain => {
+                self.checked = None;
+                self.empty(parent)
+            }
         }
     }
 
@@ -390,6 +405,7 @@ impl Unpacker {
             return Ok(());
         }
         let path = self.dir.join(hidden);
+        self.checked = None;
         remove_any(&path)?;
         if let Target::Overlay(_) = self.target {
             make_whiteout(&path)?;
@@ -412,9 +428,14 @@ impl Unpacker {
         // it held is no longer this layer's.
         match lstat_optional(&path)? {
             Some(meta) if meta.is_dir() && kind.is_dir() => {}
-            Some(_) => {
+            Some(meta) => {
                 remove_any(&path)?;
-                self.written.retain(|p| !p.starts_with(rel));
+                self.checked = None;
+                if meta.is_dir() {
+                    self.written.retain(|p| !p.starts_with(rel));
+                } else {
+                    self.written.remove(rel);
+                }
             }
             None => {}
         }
@@ -426,7 +447,14 @@ impl Unpacker {
                     .mode(0o600)
                     .open(&path)
                     .map_err(|e| Error::io("create", &path, e))?;
-                std::io::copy(entry, &mut file).map_err(|e| Error::io("write", &path, e))?;
+                let want = usize::try_from(entry.size())
+                    .unwrap_or(usize::MAX)
+                    .min(1 << 20);
+                if self.buf.len() < want {
+                    self.buf.resize(want, 0);
+                }
+                copy_in_pieces(entry, &mut file, &mut self.buf[..want])
+                    .map_err(|e| Error::io("write", &path, e))?;
             }
             EntryType::Directory => {
                 if !path.is_dir() {
@@ -488,6 +516,30 @@ impl Unpacker {
             set_times(&self.dir.join(rel), (*mtime, 0), (*mtime, 0))?;
         }
         Ok(())
+    }
+}
+
+/// Copies `from` to `to`, filling `buf` before each write: a file of up to
+/// `buf.len()` bytes takes one `write`.
+fn copy_in_pieces(
+    from: &mut impl Read,
+    to: &mut impl Write,
+    buf: &mut [u8],
+) -> std::io::Result<()> {
+    loop {
+        let mut n = 0;
+        while n < buf.len() {
+            match from.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        to.write_all(&buf[..n])?;
+        if n < buf.len() || n == 0 {
+            return Ok(());
+        }
     }
 }
 

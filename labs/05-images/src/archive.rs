@@ -169,6 +169,7 @@ pub fn save(store: &Store, images: &[(Image, Vec<Reference>)], out: impl Write) 
         }
     }
 
+    // BEGIN SOLUTION 05.5
     let mut docker = Vec::new();
     let mut index = Vec::new();
     let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
@@ -243,6 +244,7 @@ pub fn save(store: &Store, images: &[(Image, Vec<Reference>)], out: impl Write) 
         .into_inner()
         .and_then(|mut out| out.flush())
         .map_err(|e| Error::io("finish", "the archive", e))
+    // END SOLUTION
 }
 // ANCHOR_END: save
 
@@ -408,6 +410,7 @@ fn damaged(what: &str, e: impl std::fmt::Display) -> Error {
 /// `..`, absolute names and names that are not UTF-8 are refused. `None`
 /// for the archive's root directory itself.
 fn entry_name(raw: &[u8]) -> Result<Option<String>> {
+    // BEGIN SOLUTION 05.5
     let text = std::str::from_utf8(raw)
         .map_err(|_| refuse(&String::from_utf8_lossy(raw), "the name is not UTF-8"))?;
     if text.starts_with('/') {
@@ -422,12 +425,14 @@ fn entry_name(raw: &[u8]) -> Result<Option<String>> {
         }
     }
     Ok((!parts.is_empty()).then(|| parts.join("/")))
+    // END SOLUTION
 }
 
 /// Where a link points, as an archive name: a symbolic link's target is
 /// relative to the link's directory, a hard link's to the archive's root.
 /// A target outside the archive is refused.
 fn link_target(name: &str, target: &[u8], symbolic: bool) -> Result<String> {
+    // BEGIN SOLUTION 05.5
     let target =
         std::str::from_utf8(target).map_err(|_| refuse(name, "its link target is not UTF-8"))?;
     let escape = || refuse(name, &format!("a link to {target:?}, outside the archive"));
@@ -455,6 +460,7 @@ fn link_target(name: &str, target: &[u8], symbolic: bool) -> Result<String> {
         return Err(escape());
     }
     Ok(parts.join("/"))
+    // END SOLUTION
 }
 
 /// `sha256:<hex>` for a name of the form `blobs/sha256/<hex>`.
@@ -1007,6 +1013,7 @@ pub fn load(store: &Store, input: impl Read, name: Option<&Reference>) -> Result
         return Err(Error::Invalid("the archive holds no image".into()));
     }
 
+    // BEGIN SOLUTION 05.5
     // Complete the names, and refuse one name for two images.
     let mut owner: BTreeMap<String, String> = BTreeMap::new();
     for image in &mut images {
@@ -1069,6 +1076,7 @@ pub fn load(store: &Store, input: impl Read, name: Option<&Reference>) -> Result
         });
     }
     Ok(loaded)
+    // END SOLUTION
 }
 // ANCHOR_END: load
 
@@ -1123,6 +1131,7 @@ fn now_rfc3339() -> String {
 
 /// Seconds since 1970 as `YYYY-MM-DDTHH:MM:SSZ`.
 fn rfc3339(secs: u64) -> String {
+    // BEGIN SOLUTION 05.5
     let (days, rest) = (secs / 86_400, secs % 86_400);
     // Count from 1 March 0000, so that the leap day ends a year: a
     // 400-year era has 146 097 days, and each year in it starts on a day
@@ -1143,6 +1152,7 @@ fn rfc3339(secs: u64) -> String {
         rest / 60 % 60,
         rest % 60
     )
+    // END SOLUTION
 }
 
 /// Stores a config, byte for byte, and a manifest for it and `layers`,
@@ -1162,6 +1172,43 @@ fn add_image(store: &Store, config: &[u8], layers: Vec<Descriptor>) -> Result<Im
         .map_err(|e| Error::Invalid(e.to_string()))?;
     let bytes = serde_json::to_vec(&manifest).map_err(|e| Error::Invalid(e.to_string()))?;
     store.add_manifest(&bytes, MediaType::ImageManifest)
+}
+
+/// The config `docker import` writes for a one-layer image whose layer has
+/// this diff id: linux/amd64, the creation time, one history entry, and
+/// the runtime settings given. Its bytes come from a JSON value, whose
+/// keys are sorted, so the same settings give the same id.
+fn import_config(diff_id: String, options: &ImportOptions) -> Result<Vec<u8>> {
+    let created = options.created.clone().unwrap_or_else(now_rfc3339);
+    let comment = options
+        .message
+        .clone()
+        .unwrap_or_else(|| "Imported from -".to_string());
+    let mut config = ImageConfigurationBuilder::default()
+        .created(created.clone())
+        .architecture(oci_spec::image::Arch::Amd64)
+        .os(oci_spec::image::Os::Linux)
+        .rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(vec![diff_id])
+                .build()
+                .map_err(|e| Error::Invalid(e.to_string()))?,
+        )
+        .history(vec![
+            HistoryBuilder::default()
+                .created(created)
+                .comment(comment)
+                .build()
+                .map_err(|e| Error::Invalid(e.to_string()))?,
+        ])
+        .build()
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    config.set_config(options.config.clone());
+    // Through a JSON value, whose keys are sorted (labels are a hash map
+    // otherwise).
+    let value = serde_json::to_value(&config).map_err(|e| Error::Invalid(e.to_string()))?;
+    serde_json::to_vec(&value).map_err(|e| Error::Invalid(e.to_string()))
 }
 
 // ANCHOR: import
@@ -1201,6 +1248,7 @@ pub fn import(
         Box::new(input)
     };
 
+    // BEGIN SOLUTION 05.5
     // One pass: the uncompressed tar is read as a tar (to refuse what is
     // not one), hashed for the diff id, and compressed into the store.
     let compressed =
@@ -1230,36 +1278,7 @@ pub fn import(
         .map_err(|e| Error::io("compress the layer into", store.dir(), e))?;
     let (layer, size) = writer.commit(None)?;
 
-    let created = options.created.clone().unwrap_or_else(now_rfc3339);
-    let comment = options
-        .message
-        .clone()
-        .unwrap_or_else(|| "Imported from -".to_string());
-    let mut config = ImageConfigurationBuilder::default()
-        .created(created.clone())
-        .architecture(oci_spec::image::Arch::Amd64)
-        .os(oci_spec::image::Os::Linux)
-        .rootfs(
-            RootFsBuilder::default()
-                .typ("layers")
-                .diff_ids(vec![diff_id])
-                .build()
-                .map_err(|e| Error::Invalid(e.to_string()))?,
-        )
-        .history(vec![
-            HistoryBuilder::default()
-                .created(created)
-                .comment(comment)
-                .build()
-                .map_err(|e| Error::Invalid(e.to_string()))?,
-        ])
-        .build()
-        .map_err(|e| Error::Invalid(e.to_string()))?;
-    config.set_config(options.config.clone());
-    // Through a JSON value, whose keys are sorted: the same settings give
-    // the same bytes, so the same id (labels are a hash map otherwise).
-    let value = serde_json::to_value(&config).map_err(|e| Error::Invalid(e.to_string()))?;
-    let bytes = serde_json::to_vec(&value).map_err(|e| Error::Invalid(e.to_string()))?;
+    let bytes = import_config(diff_id, options)?;
     let image = add_image(
         store,
         &bytes,
@@ -1276,6 +1295,7 @@ pub fn import(
         }
         None => Ok(image),
     }
+    // END SOLUTION
 }
 // ANCHOR_END: import
 

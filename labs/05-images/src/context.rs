@@ -288,6 +288,7 @@ fn class_char(
 
 /// Backtracking match of `tokens` against all of `text`.
 fn match_tokens(tokens: &[Token], text: &[char]) -> bool {
+    // BEGIN SOLUTION 05.8
     let Some((first, rest)) = tokens.split_first() else {
         return text.is_empty();
     };
@@ -316,6 +317,7 @@ fn match_tokens(tokens: &[Token], text: &[char]) -> bool {
         }
         Token::AnyTail => (0..=text.len()).any(|k| match_tokens(rest, &text[k..])),
     }
+    // END SOLUTION
 }
 
 /// Whether a COPY source (or one component of it) has a wildcard: an
@@ -352,6 +354,7 @@ fn unescape(part: &str) -> String {
 /// empty or `.` components, `a/..` removed, no `..` above a leading `/`,
 /// no trailing `/`; the empty path is `.`.
 fn clean(path: &str) -> String {
+    // BEGIN SOLUTION 05.8
     let rooted = path.starts_with('/');
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {
@@ -372,6 +375,7 @@ fn clean(path: &str) -> String {
     } else {
         joined
     }
+    // END SOLUTION
 }
 
 // --- .dockerignore ---------------------------------------------------------------
@@ -514,6 +518,7 @@ impl Ignore {
     /// The last rule that matches `rel` or one of its parent directories:
     /// the one that decides.
     fn deciding_rule(&self, rel: &Path) -> Option<&Rule> {
+        // BEGIN SOLUTION 05.8
         let path = clean(&rel.to_string_lossy());
         let path = path.trim_start_matches('/');
         if path == "." || path.is_empty() {
@@ -524,6 +529,7 @@ impl Ignore {
             .iter()
             .rev()
             .find(|rule| rule.glob.matches(path) || parents.iter().any(|p| rule.glob.matches(p)))
+        // END SOLUTION
     }
 
     /// "line 3 (`*.log`)": the rule that leaves out `rel`, for messages.
@@ -850,6 +856,7 @@ impl Context {
             }
             hash.write_all(b"\n")
         };
+        // BEGIN SOLUTION 05.8
         for src in sources {
             let src = src.as_ref();
             refuse_url(src, "COPY")?;
@@ -887,6 +894,7 @@ impl Context {
             }
         }
         Ok(hash.finish().0)
+        // END SOLUTION
     }
 }
 
@@ -899,6 +907,7 @@ fn source_parts(src: &str) -> Result<Vec<String>> {
                 .into(),
         ));
     }
+    // BEGIN SOLUTION 05.8
     let cleaned = clean(src.trim_start_matches('/'));
     if cleaned == ".." || cleaned.starts_with("../") {
         return Err(Error::Invalid(format!(
@@ -912,10 +921,12 @@ fn source_parts(src: &str) -> Result<Vec<String>> {
         .filter(|p| *p != ".")
         .map(str::to_string)
         .collect())
+    // END SOLUTION
 }
 
 /// Refuses a URL source: berth's builds do not use the network.
 fn refuse_url(src: &str, instruction: &str) -> Result<()> {
+    // BEGIN SOLUTION 05.8
     let remote = ["http://", "https://", "git://", "git@"]
         .iter()
         .any(|p| src.starts_with(p));
@@ -933,6 +944,7 @@ fn refuse_url(src: &str, instruction: &str) -> Result<()> {
              do not use the network): download the file into the build context and COPY it"
         )
     }))
+    // END SOLUTION
 }
 
 // --- COPY and ADD ----------------------------------------------------------------
@@ -950,6 +962,7 @@ pub struct CopyOptions {
 
 /// Reads an octal `--chmod` value such as `755` or `0644`.
 pub fn parse_chmod(spec: &str) -> Result<u32> {
+    // BEGIN SOLUTION 05.8
     let digits = spec.strip_prefix("0o").unwrap_or(spec);
     match u32::from_str_radix(digits, 8) {
         Ok(mode) if !digits.is_empty() && digits.len() <= 4 && mode <= 0o7777 => Ok(mode),
@@ -958,6 +971,7 @@ pub fn parse_chmod(spec: &str) -> Result<u32> {
              ones like u+x"
         ))),
     }
+    // END SOLUTION
 }
 
 /// Reads a `--chown` value, `USER[:GROUP]`, into numbers. Numbers are used
@@ -1022,17 +1036,20 @@ fn lookup(root: &Path, file: &str, name: &str, what: &str) -> Result<u32> {
 
 /// The id (third field) of `name` in the text of a passwd or group file.
 fn id_in(text: &str, name: &str) -> Option<u32> {
+    // BEGIN SOLUTION 05.8
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .map(|line| line.split(':').collect::<Vec<_>>())
         .find(|fields| fields.len() > 2 && fields[0] == name)
         .and_then(|fields| fields[2].trim().parse().ok())
+    // END SOLUTION
 }
 
 /// A destination in the image, made absolute (from WORKDIR when it is
 /// relative) and tidied; `..` stops at `/`. The flag says whether it was
 /// written with a trailing `/`, marking a directory.
 fn image_dest(dest: &str, workdir: &str) -> Result<(PathBuf, bool)> {
+    // BEGIN SOLUTION 05.8
     if dest.is_empty() {
         return Err(Error::Invalid(
             "COPY needs a destination: the last argument is the path in the image".into(),
@@ -1045,6 +1062,22 @@ fn image_dest(dest: &str, workdir: &str) -> Result<(PathBuf, bool)> {
         format!("/{workdir}/{dest}")
     };
     Ok((PathBuf::from(clean(&joined)), is_dir))
+    // END SOLUTION
+}
+
+/// Where a file source of COPY goes, relative to the image root: *into*
+/// `dest` under its own `name` when `dest` was written with a trailing
+/// `/` (`dest_is_dir`) or already is a directory in the image
+/// (`exists_as_dir`), and otherwise to `dest` itself. `dest` is absolute,
+/// as [`image_dest`] makes it.
+fn file_dest(dest: &Path, dest_is_dir: bool, exists_as_dir: bool, name: &OsStr) -> PathBuf {
+    // BEGIN SOLUTION 05.8
+    if dest_is_dir || exists_as_dir {
+        inside(dest).join(name)
+    } else {
+        inside(dest).to_path_buf()
+    }
+    // END SOLUTION
 }
 
 /// A path in the image relative to its root, for `openat2`.
@@ -1215,20 +1248,19 @@ fn transfer<S: AsRef<str>>(
                     out.unpack(scope, src, reader, options)?;
                     continue;
                 }
-                let into_dir = dest_is_dir || out.is_dir(0, inside(&dest_path));
-                let (scope, rel) = if into_dir {
-                    let base = named.file_name().expect("a file has a name");
-                    (0, inside(&dest_path).join(base))
-                } else {
-                    (0, inside(&dest_path).to_path_buf())
-                };
+                let rel = file_dest(
+                    &dest_path,
+                    dest_is_dir,
+                    out.is_dir(0, inside(&dest_path)),
+                    named.file_name().expect("a file has a name"),
+                );
                 if rel.as_os_str().is_empty() {
                     return Err(Error::Invalid(format!(
                         "{name} {src} {dest}: a file cannot replace the image's root directory"
                     )));
                 }
                 let mut file = context.read(&real)?;
-                out.file(scope, &rel, &mut file, meta)?;
+                out.file(0, &rel, &mut file, meta)?;
             }
             Kind::Symlink(_) => unreachable!("follow never stops at a link"),
             Kind::Special(_) => unreachable!("refused above"),
@@ -1697,6 +1729,7 @@ fn chown_error(path: &Path, (uid, gid): (u32, u32), e: Errno) -> Error {
 /// for the directory itself (`.` or `./`), an error (the reason) for an
 /// absolute path or one with `..` in it.
 fn archive_path(raw: &[u8]) -> std::result::Result<Option<PathBuf>, String> {
+    // BEGIN SOLUTION 05.8
     if raw.is_empty() {
         return Err("has an empty path".into());
     }
@@ -1712,6 +1745,7 @@ fn archive_path(raw: &[u8]) -> std::result::Result<Option<PathBuf>, String> {
         }
     }
     Ok((!rel.as_os_str().is_empty()).then_some(rel))
+    // END SOLUTION
 }
 
 /// The target of a symbolic link entry.
@@ -1724,6 +1758,7 @@ fn link_target<R: Read>(entry: &tar::Entry<'_, R>) -> Option<PathBuf> {
 /// directory being unpacked), points above that directory. Absolute
 /// targets do not count: inside the container they start from its `/`.
 fn climbs_out(link: &Path, target: &Path) -> bool {
+    // BEGIN SOLUTION 05.8
     if target.is_absolute() {
         return false;
     }
@@ -1737,6 +1772,7 @@ fn climbs_out(link: &Path, target: &Path) -> bool {
         }
     }
     false
+    // END SOLUTION
 }
 
 /// How a file's first bytes say it is compressed.
@@ -1766,6 +1802,7 @@ fn compression(head: &[u8]) -> Compression {
 /// checksum (the sum of its bytes, counting the checksum field as spaces)
 /// is right. This is the test Go's tar reader, and so Docker, applies.
 fn is_tar_header(block: &[u8]) -> bool {
+    // BEGIN SOLUTION 05.8
     if block.len() < 512 || block.iter().all(|&b| b == 0) {
         return false;
     }
@@ -1795,6 +1832,7 @@ fn is_tar_header(block: &[u8]) -> bool {
         .sum::<i64>()
         + spaces;
     stored == unsigned || stored == signed
+    // END SOLUTION
 }
 
 /// For ADD: if the context file `real` is a tar archive we can unpack, a

@@ -261,6 +261,7 @@ impl Keyword {
     /// command runs. ONBUILD stores its instruction unexpanded; the build
     /// that triggers it expands it then.
     pub fn substitutes(self) -> bool {
+        // BEGIN SOLUTION 05.6
         matches!(
             self,
             Keyword::Add
@@ -275,6 +276,7 @@ impl Keyword {
                 | Keyword::Volume
                 | Keyword::Workdir
         )
+        // END SOLUTION
     }
 }
 
@@ -995,6 +997,7 @@ fn json_element_starts(b: &[u8]) -> Vec<usize> {
 /// The closest of `names` to `word` (ignoring case), if it is close enough
 /// to be a typo: at most two edits, and fewer edits than the word is long.
 fn closest<'n>(word: &str, names: &[&'n str]) -> Option<&'n str> {
+    // BEGIN SOLUTION 05.6
     let word: Vec<char> = word.to_lowercase().chars().collect();
     names
         .iter()
@@ -1005,6 +1008,7 @@ fn closest<'n>(word: &str, names: &[&'n str]) -> Option<&'n str> {
         .filter(|&(d, _)| d <= 2 && d < word.len())
         .min_by_key(|&(d, _)| d)
         .map(|(_, name)| name)
+    // END SOLUTION
 }
 
 /// How many single-character edits (insert, delete, replace, or swap two
@@ -1078,33 +1082,14 @@ impl Parser<'_> {
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
-            let (piece, mut continued) = self.continuation(trimmed);
+            let (piece, continued) = self.continuation(trimmed);
             let mut line = Line {
                 text: piece.to_string(),
                 pieces: vec![(0, start)],
                 end_line: i,
             };
-            while continued && i < physical.len() {
-                let raw = physical[i];
-                i += 1;
-                line.end_line = i;
-                let trimmed = raw.trim_start();
-                if trimmed.starts_with('#') {
-                    continue;
-                }
-                if trimmed.is_empty() {
-                    self.warn(
-                        Pos { line: i, column: 1 },
-                        "empty line inside a continued instruction: Docker says this will \
-                         become an error; delete the line, or end the instruction above it",
-                    );
-                    continue;
-                }
-                let (piece, more) = self.continuation(raw);
-                continued = more;
-                line.pieces
-                    .push((line.text.len(), Pos { line: i, column: 1 }));
-                line.text.push_str(piece);
+            if continued {
+                self.join_continued(&mut line, &physical, &mut i);
             }
             // A continuation at the end of the file just ends the instruction,
             // as in Docker.
@@ -1115,10 +1100,53 @@ impl Parser<'_> {
         Ok(lines)
     }
 
+    /// Joins the lines that continue `line`, which ended with the escape
+    /// character, onto it: from `physical[*next]` on, advancing `*next` past
+    /// every line taken. Comment lines among them are skipped, and blank
+    /// lines too (with a warning); the joining stops after a line that does
+    /// not end with the escape character, or at the end of the file.
+    fn join_continued(&mut self, line: &mut Line, physical: &[&str], next: &mut usize) {
+        // BEGIN SOLUTION 05.6
+        while *next < physical.len() {
+            let raw = physical[*next];
+            *next += 1;
+            line.end_line = *next;
+            let trimmed = raw.trim_start();
+            if trimmed.starts_with('#') {
+                continue;
+            }
+            if trimmed.is_empty() {
+                self.warn(
+                    Pos {
+                        line: *next,
+                        column: 1,
+                    },
+                    "empty line inside a continued instruction: Docker says this will \
+                     become an error; delete the line, or end the instruction above it",
+                );
+                continue;
+            }
+            let (piece, more) = self.continuation(raw);
+            line.pieces.push((
+                line.text.len(),
+                Pos {
+                    line: *next,
+                    column: 1,
+                },
+            ));
+            line.text.push_str(piece);
+            if !more {
+                break;
+            }
+        }
+        // END SOLUTION
+    }
+
     /// Removes a continuation character (and the blanks after it) from the
     /// end of a line, and says whether there was one. An escaped escape
     /// character (`\\` at the end) is not a continuation.
     fn continuation<'t>(&self, line: &'t str) -> (&'t str, bool) {
+        // BEGIN SOLUTION 05.6
         let trimmed = line.trim_end_matches([' ', '\t']);
         if let Some(before) = trimmed.strip_suffix(self.escape)
             && !before.ends_with(self.escape)
@@ -1126,6 +1154,7 @@ impl Parser<'_> {
             return (before, true);
         }
         (line, false)
+        // END SOLUTION
     }
 
     /// Reads a possible parser directive, `# name=value`, from a line with
@@ -1236,6 +1265,7 @@ impl Parser<'_> {
     /// Reads the `--name[=value]` words after the keyword. Returns them and
     /// where the arguments start. A lone `--` ends the flags.
     fn flags(&self, line: &Line, from: usize) -> (Vec<Flag>, usize) {
+        // BEGIN SOLUTION 05.6
         let text = line.text.as_str();
         let mut flags = Vec::new();
         let mut at = skip_blanks(text, from);
@@ -1257,6 +1287,7 @@ impl Parser<'_> {
             at = skip_blanks(text, end);
         }
         (flags, at)
+        // END SOLUTION
     }
 
     /// Checks the flags against what `keyword` accepts.
@@ -1492,6 +1523,7 @@ impl Parser<'_> {
             Keyword::Healthcheck => "HEALTHCHECK CMD",
             _ => keyword.name(),
         };
+        // BEGIN SOLUTION 05.6
         let form = match json_array(args.text()) {
             Json::Strings(items) => Form::Exec(items.into_iter().map(|(s, _)| s).collect()),
             Json::NotString { offset, found } => {
@@ -1520,6 +1552,7 @@ impl Parser<'_> {
             ));
         }
         Ok(form)
+        // END SOLUTION
     }
 
     fn not_string(&self, pos: Pos, found: &str) -> Error {
@@ -1890,6 +1923,7 @@ fn is_signal(value: &str) -> bool {
 /// numbers with units `ns`, `us` (or `µs`), `ms`, `s`, `m`, `h`, one after
 /// another, as in `1m30s` or `1.5s`; a bare `0` is zero.
 fn parse_duration(text: &str) -> Option<Duration> {
+    // BEGIN SOLUTION 05.6
     if text == "0" {
         return Some(Duration::ZERO);
     }
@@ -1920,6 +1954,7 @@ fn parse_duration(text: &str) -> Option<Duration> {
         rest = &rest[unit.len()..];
     }
     (!text.is_empty()).then(|| Duration::from_nanos(nanos as u64))
+    // END SOLUTION
 }
 
 /// Checks one EXPOSE port after expansion and returns (first, last,
@@ -1957,8 +1992,10 @@ fn port_range(spec: &str) -> std::result::Result<(u16, u16, String), String> {
 /// `80` gives `80/tcp`, `53/udp` gives `53/udp`, and a range such as
 /// `8000-8002` gives one key per port.
 pub fn exposed_ports(spec: &str) -> Result<Vec<String>> {
+    // BEGIN SOLUTION 05.6
     let (first, last, protocol) = port_range(spec).map_err(Error::Invalid)?;
     Ok((first..=last).map(|p| format!("{p}/{protocol}")).collect())
+    // END SOLUTION
 }
 
 /// A mistake found by [`expand`]: where in the word, counted in characters,
@@ -2039,6 +2076,7 @@ impl Lexer<'_> {
     /// Reads up to `stop` (consumed) or to the end. Returns the text and
     /// whether `stop` was found.
     fn until(&mut self, stop: Option<char>) -> Expanded<(String, bool)> {
+        // BEGIN SOLUTION 05.6
         let mut out = String::new();
         while let Some(c) = self.peek() {
             if Some(c) == stop {
@@ -2060,6 +2098,7 @@ impl Lexer<'_> {
             }
         }
         Ok((out, false))
+        // END SOLUTION
     }
 
     fn single_quoted(&mut self) -> Expanded<String> {
@@ -2109,6 +2148,7 @@ impl Lexer<'_> {
     }
 
     fn dollar(&mut self) -> Expanded<String> {
+        // BEGIN SOLUTION 05.6
         let start = self.at;
         self.at += 1;
         if self.peek() != Some('{') {
@@ -2183,6 +2223,7 @@ impl Lexer<'_> {
             }
             _ => Ok(value.unwrap_or_default()),
         }
+        // END SOLUTION
     }
 
     /// A variable name: letters, digits and `_`; or a run of digits (`$1`);

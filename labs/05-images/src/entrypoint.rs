@@ -49,6 +49,7 @@ pub const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
 /// `form`: the exec form as it is, the shell form as `shell` followed by
 /// the command string. An empty `shell` means [`DEFAULT_SHELL`].
 pub fn config_command(form: &Form, shell: &[String]) -> Vec<String> {
+    // BEGIN SOLUTION 05.7
     match form {
         Form::Exec(args) => args.clone(),
         Form::Shell(command) => {
@@ -61,6 +62,7 @@ pub fn config_command(form: &Form, shell: &[String]) -> Vec<String> {
             out
         }
     }
+    // END SOLUTION
 }
 
 /// An image's Entrypoint, Cmd and Shell as one build stage changes them.
@@ -105,10 +107,12 @@ impl ImageCommand {
     /// the base image, since those arguments were for the old entrypoint.
     /// A CMD set earlier in this stage stays.
     pub fn set_entrypoint(&mut self, form: &Form) {
+        // BEGIN SOLUTION 05.7
         self.entrypoint = config_command(form, &self.shell);
         if !self.cmd_set {
             self.cmd.clear();
         }
+        // END SOLUTION
     }
 
     /// Applies a CMD, ENTRYPOINT or SHELL instruction; returns false, and
@@ -135,6 +139,7 @@ pub fn command(
     run_args: &[String],
     entrypoint_override: Option<&[String]>,
 ) -> Result<Vec<String>> {
+    // BEGIN SOLUTION 05.7
     let (entrypoint, cmd) = match entrypoint_override {
         None if run_args.is_empty() => (image_entrypoint, image_cmd),
         None => (image_entrypoint, run_args),
@@ -155,6 +160,7 @@ pub fn command(
         )));
     }
     Ok(entrypoint.iter().chain(cmd).cloned().collect())
+    // END SOLUTION
 }
 
 #[cfg(test)]

@@ -119,9 +119,16 @@ impl Reference {
     }
 }
 
-/// The reference without its digest (`name:tag` part).
+/// The name part of a reference, without its digest and its tag: a tag
+/// (after a `:` in the last `/`-separated component) may have capitals,
+/// as in `busybox:Latest`.
 fn name_part(s: &str) -> &str {
-    s.split('@').next().unwrap_or(s)
+    let name = s.split('@').next().unwrap_or(s);
+    let last = name.rfind('/').map_or(0, |slash| slash + 1);
+    match name[last..].find(':') {
+        Some(colon) => &name[..last + colon],
+        None => name,
+    }
 }
 
 /// Whether the first part of a name is a registry host.

@@ -910,7 +910,6 @@ impl Client {
     /// client's credentials if it has any (anonymous tokens are how public
     /// images are pulled from Docker Hub).
     fn fetch_token(&self, realm: &str, service: Option<&str>, scopes: &[String]) -> Result<String> {
-        // BEGIN SOLUTION 05.4
         if !(realm.starts_with("https://") || realm.starts_with("http://")) {
             return Err(Error::Registry(format!(
                 "{}: the login challenge names a token server {realm:?}, which is not an \
@@ -969,7 +968,6 @@ impl Client {
             )));
         }
         Ok(token)
-        // END SOLUTION
     }
     // ANCHOR_END: token
 
@@ -1034,7 +1032,7 @@ impl Client {
                     Some(c) => {
                         let said = self.registry_error(resp, what);
                         Error::Registry(format!(
-                            "{said}; the token {} issued for user {:?} does not grant it                              (does the repository exist? may that user {}?)",
+                            "{said}; the token {} issued for user {:?} does not grant it (does the repository exist? may that user {}?)",
                             self.host,
                             c.username,
                             if access.scopes.iter().any(|s| s.ends_with("push")) {
