@@ -729,12 +729,23 @@ impl Builder<'_> {
             Some((_, c)) => c,
             None => self.context,
         };
-        if t.add {
-            images::context::add(context, &t.sources, &t.dest, &t.workdir, staging, &options)?;
+        // `.` (and `dir/.`) name a directory, as BuildKit reads them.
+        let dest = if t.dest == "." || t.dest == ".." || t.dest.ends_with("/.") {
+            format!("{}/", t.dest)
         } else {
-            images::context::copy(context, &t.sources, &t.dest, &t.workdir, staging, &options)?;
+            t.dest.clone()
+        };
+        // The staging directory starts empty, so the directories the image
+        // already has on the way to the destination are made there first:
+        // COPY then sees `/app` as the directory it is in the image, and
+        // puts a file into it (keep_parents gives them their owner and mode).
+        existing_parents(staging, &lowers, &dest, &t.workdir)?;
+        if t.add {
+            images::context::add(context, &t.sources, &dest, &t.workdir, staging, &options)?;
+        } else {
+            images::context::copy(context, &t.sources, &dest, &t.workdir, staging, &options)?;
         }
-        keep_parents(staging, &lowers, &t.dest, &t.workdir)
+        keep_parents(staging, &lowers, &dest, &t.workdir)
     }
     // ANCHOR_END: copy_step
 
@@ -830,6 +841,36 @@ impl Builder<'_> {
         result
     }
     // ANCHOR_END: run_step
+}
+
+/// Makes in `root` each directory on the way to `dest` (and `dest` itself)
+/// that the image's layers have as a directory.
+fn existing_parents(
+    root: &Path,
+    lowers_top_first: &[PathBuf],
+    dest: &str,
+    workdir: &str,
+) -> Result<()> {
+    let dest = if dest.starts_with('/') {
+        PathBuf::from(dest)
+    } else {
+        Path::new(workdir).join(dest)
+    };
+    let mut path = PathBuf::new();
+    for part in dest.components() {
+        let std::path::Component::Normal(part) = part else {
+            continue;
+        };
+        path.push(part);
+        let found = lowers_top_first
+            .iter()
+            .find_map(|l| std::fs::symlink_metadata(l.join(&path)).ok());
+        match found {
+            Some(m) if m.is_dir() => std::fs::create_dir_all(root.join(&path))?,
+            _ => break,
+        }
+    }
+    Ok(())
 }
 
 /// Directories COPY made on the way to its destination take the owner and

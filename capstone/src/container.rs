@@ -15,7 +15,7 @@ use crate::state::{Container, RunState, Store, new_id, random_name, validate_nam
 /// Error for an image that is not in the store.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "Unable to find image '{0}' locally, and berth cannot pull yet (registries arrive with lab 05); the built-in image is 'busybox'"
+    "Unable to find image '{0}' locally: pull it first (berth pull {0}), build it, or use the built-in image 'busybox'"
 )]
 pub struct NoSuchImage(pub String);
 

@@ -316,13 +316,17 @@ impl ImageStore {
         let staging = images::extract::Staging::new(&dir)?;
         let done = images::extract::extract(
             file,
-            &desc.media_type().to_string(),
+            desc.media_type().as_ref(),
             diff_id,
             staging.path(),
             &options,
         )
         .with_context(|| format!("cannot unpack layer {diff_id}"))?;
-        images::digest::verify(&format!("layer blob {}", path.display()), &digest, &done.digest)?;
+        images::digest::verify(
+            &format!("layer blob {}", path.display()),
+            &digest,
+            &done.digest,
+        )?;
         if let Err(e) = staging.commit()
             && !dir.is_dir()
         {

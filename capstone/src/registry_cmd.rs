@@ -177,6 +177,10 @@ pub fn pull(store: &Store, args: &PullArgs) -> Result<Image> {
             return Err(e.context(format!("cannot use {}", reference.familiar())));
         }
     }
+    // New to the store, or the name moved: Docker says "Downloaded newer
+    // image" for both, even when every blob was here already.
+    let before = images.find(&reference.to_string())?;
+    let newer = fetched > 0 || before.is_none_or(|b| b.digest != image.digest);
     if reference.tag().is_some() {
         images.tag(
             &reference.with_tag(reference.tag().unwrap_or("latest")),
@@ -186,7 +190,7 @@ pub fn pull(store: &Store, args: &PullArgs) -> Result<Image> {
     say(format!("Digest: {}", resolved.digest()));
     say(format!(
         "Status: {} for {}",
-        if fetched > 0 {
+        if newer {
             "Downloaded newer image"
         } else {
             "Image is up to date"

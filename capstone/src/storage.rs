@@ -364,7 +364,19 @@ pub fn lowers(images: &ImageStore, storage: &Storage, dir: &Path) -> Result<Vec<
             Ok(dir)
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(init.into_iter().chain(image).collect())
+    Ok(init.into_iter().chain(without_repeats(image)).collect())
+}
+
+/// The layers, top-most first, each once: an image may list one layer
+/// twice (two COPY steps that add the same bytes), and overlayfs refuses a
+/// directory that appears twice among its lowers (ELOOP). The top-most
+/// copy alone gives the same tree: every path of the lower copy is in it.
+fn without_repeats(layers_top_first: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mut seen = std::collections::HashSet::new();
+    layers_top_first
+        .into_iter()
+        .filter(|l| seen.insert(l.clone()))
+        .collect()
 }
 
 // ANCHOR: rootfs_mount

@@ -410,3 +410,20 @@ fn the_same_input_gives_the_same_digests() {
         "2023-11-14T22:13:20Z\n"
     );
 }
+
+#[test]
+fn copy_into_the_workdir_and_into_directories_the_image_has() {
+    let b = berth!();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            "FROM busybox\nWORKDIR /src\nCOPY f .\nCOPY f /etc/\nCOPY f /etc\nCMD [\"sh\", \"-c\", \"cat /src/f /etc/f; test -d /etc && echo dir\"]\n",
+        ),
+        ("f", "copied\n"),
+    ]);
+    build_ok(&b, ctx.path(), &["-t", "dest"]);
+    assert_eq!(
+        b.ok(&["run", "--rm", "--network", "none", "dest"]),
+        "copied\ncopied\ndir\n"
+    );
+}
