@@ -114,8 +114,19 @@ fn leaks(before: &Machine, after: &Machine) -> Vec<String> {
     out
 }
 
+/// Prints a stage's heading with the disk space left where the build goes:
+/// a CI machine's disk is finite, and a log that shows it running low says
+/// why a later stage failed.
 fn stage(name: &str) {
-    eprintln!("\n\x1b[1m==> {name}\x1b[0m");
+    let free = nix::sys::statvfs::statvfs(&setup::workspace())
+        .map(|s| {
+            format!(
+                " ({:.1} GB free)",
+                s.blocks_available() as f64 * s.fragment_size() as f64 / 1e9
+            )
+        })
+        .unwrap_or_default();
+    eprintln!("\n\x1b[1m==> {name}\x1b[0m{free}");
 }
 
 pub fn run(install: bool) -> Result<()> {
@@ -262,6 +273,7 @@ pub fn run(install: bool) -> Result<()> {
         bail!("the tests left these behind:\n{}", found.join("\n"));
     }
     eprintln!("no new mounts, network namespaces, links or processes");
+    stage("done");
     eprintln!("\nall checks passed in {:.0?}", started.elapsed());
     Ok(())
 }
