@@ -843,6 +843,33 @@ impl Builder<'_> {
     // ANCHOR_END: run_step
 }
 
+/// The directories on the way to a COPY destination in the image, from the
+/// top (`usr`, `usr/local`, ...); a relative destination starts at the
+/// WORKDIR.
+fn destination(dest: &str, workdir: &str) -> Vec<PathBuf> {
+    let full = if dest.starts_with('/') {
+        PathBuf::from(dest)
+    } else {
+        Path::new(workdir).join(dest)
+    };
+    let mut path = PathBuf::new();
+    full.components()
+        .filter(|c| matches!(c, std::path::Component::Normal(_)))
+        .map(|c| {
+            path.push(c);
+            path.clone()
+        })
+        .collect()
+}
+
+/// What the image's layers have at `rel`: the topmost layer that has it
+/// decides.
+fn in_layers(lowers_top_first: &[PathBuf], rel: &Path) -> Option<std::fs::Metadata> {
+    lowers_top_first
+        .iter()
+        .find_map(|l| std::fs::symlink_metadata(l.join(rel)).ok())
+}
+
 /// Makes in `root` each directory on the way to `dest` (and `dest` itself)
 /// that the image's layers have as a directory.
 fn existing_parents(
@@ -851,21 +878,8 @@ fn existing_parents(
     dest: &str,
     workdir: &str,
 ) -> Result<()> {
-    let dest = if dest.starts_with('/') {
-        PathBuf::from(dest)
-    } else {
-        Path::new(workdir).join(dest)
-    };
-    let mut path = PathBuf::new();
-    for part in dest.components() {
-        let std::path::Component::Normal(part) = part else {
-            continue;
-        };
-        path.push(part);
-        let found = lowers_top_first
-            .iter()
-            .find_map(|l| std::fs::symlink_metadata(l.join(&path)).ok());
-        match found {
+    for path in destination(dest, workdir) {
+        match in_layers(lowers_top_first, &path) {
             Some(m) if m.is_dir() => std::fs::create_dir_all(root.join(&path))?,
             _ => break,
         }
@@ -883,28 +897,13 @@ pub fn keep_parents(
     workdir: &str,
 ) -> Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let dest = if dest.starts_with('/') {
-        PathBuf::from(dest)
-    } else {
-        Path::new(workdir).join(dest)
-    };
-    let mut path = PathBuf::new();
-    for part in dest.components().skip(1) {
-        path.push(part);
+    for path in destination(dest, workdir) {
         let here = root.join(&path);
-        let Ok(meta) = std::fs::symlink_metadata(&here) else {
-            break;
-        };
-        if !meta.is_dir() {
-            break;
+        match std::fs::symlink_metadata(&here) {
+            Ok(meta) if meta.is_dir() => {}
+            _ => break,
         }
-        let Some(old) = lowers_top_first
-            .iter()
-            .find_map(|l| std::fs::symlink_metadata(l.join(&path)).ok())
-        else {
-            continue;
-        };
-        if old.is_dir() {
+        if let Some(old) = in_layers(lowers_top_first, &path).filter(|m| m.is_dir()) {
             std::fs::set_permissions(&here, std::fs::Permissions::from_mode(old.mode() & 0o7777))?;
             std::os::unix::fs::lchown(&here, Some(old.uid()), Some(old.gid()))?;
         }

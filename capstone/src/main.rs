@@ -332,6 +332,7 @@ enum ImageCommand {
     },
     /// Remove dangling images (with -a, every image no container uses).
     Prune {
+        /// Every image no container uses, not only dangling ones.
         #[arg(short, long)]
         all: bool,
         /// Do not ask.
@@ -500,6 +501,9 @@ struct RunArgs {
     rm: bool,
     #[arg(long)]
     name: Option<String>,
+    /// Pull the image first: when it is missing, always, or never.
+    #[arg(long, value_enum, default_value_t)]
+    pull: registry_cmd::PullPolicy,
     /// Set environment variables.
     #[arg(short, long = "env", value_name = "NAME=VALUE")]
     env: Vec<String>,
@@ -1298,6 +1302,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Run(args) => {
             let req = args.request().map_err(fail(125))?;
+            registry_cmd::pull_for_run(&store, &req.image, args.pull).map_err(fail(125))?;
             let c = container::create(&store, req).map_err(fail(125))?;
             if args.detach {
                 start_or_code(monitor::start_detached(&store, &c.id))?;
@@ -1311,6 +1316,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Create(args) => {
             let req = args.request().map_err(fail(125))?;
+            registry_cmd::pull_for_run(&store, &req.image, args.pull).map_err(fail(125))?;
             let c = container::create(&store, req).map_err(fail(125))?;
             println!("{}", c.id);
             Ok(0)

@@ -31,6 +31,11 @@ pub struct PullArgs {
     pub platform: String,
     /// NAME[:TAG|@DIGEST]
     pub image: String,
+    /// Report on standard error and leave out the last line (the name):
+    /// how `run` and `create` pull an image they do not have, so that
+    /// standard output stays the container's.
+    #[arg(skip)]
+    pub implicit: bool,
 }
 
 /// `berth push`.
@@ -46,8 +51,11 @@ pub struct PushArgs {
 /// `berth login`.
 #[derive(Args, Debug)]
 pub struct LoginArgs {
+    /// The user name (required).
     #[arg(short, long)]
     pub username: Option<String>,
+    /// The password: visible to other users in `ps`, so prefer
+    /// --password-stdin.
     #[arg(short, long)]
     pub password: Option<String>,
     /// Read the password from standard input.
@@ -130,15 +138,17 @@ pub fn pull(store: &Store, args: &PullArgs) -> Result<Image> {
     let client = client(reference.registry())?;
     let repo = reference.repository();
     let say = |s: String| {
-        if !args.quiet {
+        if args.implicit {
+            eprintln!("{s}");
+        } else if !args.quiet {
             println!("{s}");
         }
     };
+    let resolved = client.resolve(repo, reference.tag_or_digest(), &platform)?;
     say(format!(
         "{}: Pulling from {repo}",
         reference.tag().or(reference.digest()).unwrap_or("latest")
     ));
-    let resolved = client.resolve(repo, reference.tag_or_digest(), &platform)?;
     let manifest = ImageManifest::from_reader(&resolved.manifest.bytes[..])
         .context("the registry sent an image manifest that is not valid JSON of the right shape")?;
     let blobs = images.blobs();
@@ -197,10 +207,61 @@ pub fn pull(store: &Store, args: &PullArgs) -> Result<Image> {
         },
         reference.familiar()
     ));
-    println!("{reference}");
+    if !args.implicit {
+        println!("{reference}");
+    }
     images.blobs().image(&image.digest).map_err(Into::into)
 }
 // ANCHOR_END: pull
+
+/// When `run` and `create` pull their image: Docker's `--pull` values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullPolicy {
+    /// Only when the store does not have the image.
+    #[default]
+    Missing,
+    /// Every time, so a moved tag is followed.
+    Always,
+    /// Never: a missing image is an error.
+    Never,
+}
+
+/// Pulls the image `run` or `create` is about to use, when `policy` asks
+/// for it: always, or when the store does not have it. A missing
+/// `busybox:latest` is left to the built-in image, made from the host.
+pub fn pull_for_run(store: &Store, name: &str, policy: PullPolicy) -> Result<()> {
+    let images = ImageStore::open(&store.root)?;
+    let missing = images.find(name)?.is_none();
+    let reference = match Reference::parse(name) {
+        Ok(r) => r,
+        // An id found in the store needs no name; a malformed name does.
+        Err(_) if !missing => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let builtin = reference.familiar() == "busybox:latest";
+    match policy {
+        PullPolicy::Never => return Ok(()),
+        PullPolicy::Missing if !missing || builtin => return Ok(()),
+        _ => {}
+    }
+    if missing {
+        eprintln!("Unable to find image '{}' locally", reference.familiar());
+    }
+    let args = PullArgs {
+        quiet: false,
+        platform: "linux/amd64".into(),
+        image: name.to_string(),
+        implicit: true,
+    };
+    pull(store, &args).map(drop).map_err(|e| {
+        let fix = if builtin {
+            "use --pull missing for the built-in busybox"
+        } else {
+            "build it (berth build -t NAME .), load it (berth load -i FILE), or pull it from a registry this machine reaches"
+        };
+        e.context(format!("cannot pull {}: {fix}", reference.familiar()))
+    })
+}
 
 // ANCHOR: push
 /// `berth push NAME`: the image's blobs, then its manifest under the tag.

@@ -33,7 +33,23 @@ fn missing_and_unrunnable_commands() {
 #[test]
 fn unknown_image_and_container() {
     let b = berth!();
-    let (code, _, err) = b.run(&["run", "alpine", "true"]);
+    // A missing image is pulled, as Docker does; docker.io is out of reach
+    // here, and the error says so and what else to do.
+    let (code, out, err) = b.run(&["run", "alpine", "true"]);
+    assert_eq!(code, 125);
+    assert_eq!(out, "");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines[0], "Unable to find image 'alpine:latest' locally",
+        "{err}"
+    );
+    assert!(
+        lines[1].contains("cannot pull alpine:latest: build it"),
+        "{err}"
+    );
+    assert!(err.contains("cannot reach registry docker.io"), "{err}");
+    // --pull never does not try.
+    let (code, _, err) = b.run(&["create", "--pull", "never", "alpine"]);
     assert_eq!(code, 125);
     assert!(
         err.contains("Unable to find image 'alpine:latest'"),

@@ -2,7 +2,6 @@
 //! itself (the host's busybox and `commit`).
 
 use crate::berth;
-use crate::support::Berth;
 
 /// Replaces ids, digests and relative times so a snapshot shows the shape.
 fn redact(text: &str) -> String {
@@ -23,37 +22,13 @@ fn redact(text: &str) -> String {
     gaps.replace_all(&text, "   ").to_string()
 }
 
-/// `app:1`: busybox plus a file, with a command and a port.
-fn make_app(b: &Berth) {
-    b.ok(&[
-        "run",
-        "--network",
-        "none",
-        "--name",
-        "maker",
-        "busybox",
-        "sh",
-        "-c",
-        "echo made > /made",
-    ]);
-    b.ok(&[
-        "commit",
-        "-c",
-        r#"CMD ["cat", "/made"]"#,
-        "-c",
-        "EXPOSE 8080",
-        "-m",
-        "add a file",
-        "maker",
-        "app:1",
-    ]);
-    b.ok(&["rm", "maker"]);
-}
+/// `app:1`: busybox plus a file, with a command, a port and a message.
+const APP: &[&str] = &["-c", "EXPOSE 8080", "-m", "add a file"];
 
 #[test]
 fn images_lists_every_name_and_formats_like_docker() {
     let b = berth!();
-    make_app(&b);
+    b.make_image("app:1", APP);
     b.ok(&["tag", "app:1", "localhost:5000/team/app:v1"]);
     let out = b.ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
     let mut lines: Vec<&str> = out.lines().collect();
@@ -98,7 +73,7 @@ fn images_lists_every_name_and_formats_like_docker() {
 #[test]
 fn history_shows_each_layer_and_what_made_it() {
     let b = berth!();
-    make_app(&b);
+    b.make_image("app:1", APP);
     let out = b.ok(&["history", "app:1"]);
     insta::assert_snapshot!("history", redact(&out));
     let rows: Vec<&str> = out.lines().skip(1).collect();
@@ -113,7 +88,7 @@ fn history_shows_each_layer_and_what_made_it() {
 #[test]
 fn rmi_untags_then_deletes_and_keeps_images_in_use() {
     let b = berth!();
-    make_app(&b);
+    b.make_image("app:1", APP);
     b.ok(&["tag", "app:1", "app:2"]);
     // One of two names: only the name goes.
     assert_eq!(b.ok(&["rmi", "app:2"]), "Untagged: app:2\n");
@@ -167,7 +142,7 @@ fn rmi_untags_then_deletes_and_keeps_images_in_use() {
 #[test]
 fn save_load_export_and_import_move_images_as_files() {
     let b = berth!();
-    make_app(&b);
+    b.make_image("app:1", APP);
     let dir = tempfile::Builder::new()
         .prefix("berth-e2e-files-")
         .tempdir()

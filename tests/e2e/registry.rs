@@ -98,32 +98,6 @@ impl Drop for Registry {
     }
 }
 
-/// `localhost:5000/app:1`: busybox plus a file, and its id.
-fn make_app(b: &Berth) -> String {
-    b.ok(&[
-        "run",
-        "--network",
-        "none",
-        "--name",
-        "maker",
-        "busybox",
-        "sh",
-        "-c",
-        "echo made > /made",
-    ]);
-    b.ok(&[
-        "commit",
-        "-c",
-        r#"CMD ["cat", "/made"]"#,
-        "maker",
-        "localhost:5000/app:1",
-    ]);
-    b.ok(&["rm", "maker"]);
-    b.ok(&["images", "-q", "--no-trunc", "localhost:5000/app:1"])
-        .trim()
-        .to_string()
-}
-
 fn pushed_digest(out: &str) -> String {
     out.lines()
         .find_map(|l| l.strip_prefix("1: digest: "))
@@ -136,7 +110,7 @@ fn pushed_digest(out: &str) -> String {
 fn push_remove_pull_and_run() {
     let b = berth!();
     let _registry = Registry::start(&b, &[]);
-    let id = make_app(&b);
+    let id = b.make_image("localhost:5000/app:1", &[]);
     let out = b.ok(&["push", "localhost:5000/app:1"]);
     assert!(
         out.starts_with("The push refers to repository [localhost:5000/app]\n"),
@@ -190,6 +164,28 @@ fn push_remove_pull_and_run() {
     // By digest, and again: nothing to download.
     let out = b.ok(&["pull", &format!("localhost:5000/app@{digest}")]);
     assert!(out.contains("Image is up to date"), "{out}");
+    // `run` pulls an image it does not have, and says so on standard
+    // error: standard output stays the container's.
+    b.ok(&["rmi", "localhost:5000/app:1"]);
+    let app = ["run", "--rm", "--network", "none", "localhost:5000/app:1"];
+    let (code, out, err) = b.run(&app);
+    assert_eq!((code, out.as_str()), (0, "made\n"), "{err}");
+    assert!(
+        err.starts_with(
+            "Unable to find image 'localhost:5000/app:1' locally\n1: Pulling from app\n"
+        ),
+        "{err}"
+    );
+    assert!(err.contains(&format!("Digest: {digest}\n")), "{err}");
+    // Now it has it: nothing more is said.
+    assert_eq!(b.run(&app).2, "");
+    // --pull always asks the registry every time.
+    let (code, _, err) = b.run(&["create", "--pull", "always", "localhost:5000/app:1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("Status: Image is up to date for localhost:5000/app:1"),
+        "{err}"
+    );
 
     // A tag the registry does not have.
     let (code, _, err) = b.run(&["pull", "localhost:5000/app:nope"]);
@@ -208,7 +204,7 @@ fn push_remove_pull_and_run() {
 fn login_keeps_credentials_for_push_and_pull() {
     let b = berth!();
     let _registry = Registry::start(&b, &[("student", "secret")]);
-    make_app(&b);
+    b.make_image("localhost:5000/app:1", &[]);
     let (code, _, err) = b.run(&["push", "localhost:5000/app:1"]);
     assert_eq!(code, 1);
     assert!(err.contains("berth login localhost:5000"), "{err}");

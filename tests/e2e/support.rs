@@ -130,6 +130,20 @@ impl Berth {
         id
     }
 
+    /// Commits an image `name` from busybox with one file, `/made`, which
+    /// its CMD prints; `changes` are more `commit` flags. Returns the image
+    /// id.
+    pub fn make_image(&self, name: &str, changes: &[&str]) -> String {
+        let maker = ["--network", "none", "--name", "maker", "busybox"];
+        self.ok(&[&["run"][..], &maker, &["sh", "-c", "echo made > /made"]].concat());
+        let cmd = ["commit", "-c", r#"CMD ["cat", "/made"]"#];
+        self.ok(&[&cmd[..], changes, &["maker", name]].concat());
+        self.ok(&["rm", "maker"]);
+        self.ok(&["images", "-q", "--no-trunc", name])
+            .trim()
+            .to_string()
+    }
+
     /// Polls `inspect` until `template` renders as `want` (at most `secs`).
     pub fn wait_for(&self, name: &str, template: &str, want: &str, secs: u64) {
         let deadline = std::time::Instant::now() + Duration::from_secs(secs);

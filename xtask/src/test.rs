@@ -221,7 +221,7 @@ pub fn run(install: bool) -> Result<()> {
             std::time::Duration::from_secs(300),
             None,
         )?;
-        let (score, _) = totals(&starter);
+        let (score, max) = totals(&starter);
         let silent: Vec<&str> = starter
             .iter()
             .filter(|r| !r.output.contains("not yet implemented: step"))
