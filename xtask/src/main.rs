@@ -38,7 +38,11 @@ enum Command {
         #[arg(long)]
         no_install: bool,
     },
-    /// Measure container start-up against runc, crun and the unshare floor.
+    /// Install what is missing (Debian packages, mdBook) and nothing else.
+    Setup,
+    /// Measure berth against the reference tools: container start-up (runc,
+    /// crun, unshare), network set-up (ip, nft), layer extraction (GNU
+    /// tar), builds, push and pull (skopeo).
     Bench {
         /// Runs per tool.
         #[arg(long, default_value_t = 200)]
@@ -127,6 +131,11 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Demo => demo::run(),
         Command::Test { no_install } => test::run(!no_install),
+        Command::Setup => {
+            setup::install(&[])?;
+            eprintln!("every package and tool the course uses is installed");
+            Ok(())
+        }
         Command::Bench {
             runs,
             network_only,
