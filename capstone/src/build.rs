@@ -303,6 +303,7 @@ pub fn build(store: &Store, args: &BuildArgs) -> Result<String> {
             author: None,
             comment: None,
             xattr: crate::storage::storage_xattr(false),
+            healthcheck: None,
         };
         image = images.derive(&image, None, config, &builder.created, &info)?;
     }
@@ -455,6 +456,7 @@ impl Builder<'_> {
         // What the cache key adds to the parent image and the instruction.
         let mut extra = String::new();
         let mut text = ins.original.clone();
+        let mut healthcheck = None;
         let action = match &ins.kind {
             Kind::From(_) => unreachable!("FROM starts a stage"),
             Kind::Arg(defs) => {
@@ -554,11 +556,16 @@ impl Builder<'_> {
                 config.set_stop_signal(Some(self.expand(state, w)?));
                 Action::Config(Box::new(config))
             }
-            Kind::Maintainer(_) | Kind::Onbuild(_) | Kind::Healthcheck(_) => {
-                // Recorded in the history; the runtime parts live in the
-                // config fields oci-spec has (ONBUILD and HEALTHCHECK have
-                // none in the OCI config, so they are kept in the history
-                // only).
+            Kind::Healthcheck(h) => {
+                // Docker's `Healthcheck` field, which the OCI config lacks:
+                // kept beside the OCI fields, and by every image built on
+                // this one.
+                healthcheck = Some(healthcheck_json(h));
+                Action::Config(Box::new(config))
+            }
+            Kind::Maintainer(_) | Kind::Onbuild(_) => {
+                // Recorded in the history only: ONBUILD has no field in
+                // the OCI config, and MAINTAINER is deprecated for a label.
                 Action::Config(Box::new(config))
             }
             Kind::Run(run) => {
@@ -671,6 +678,7 @@ impl Builder<'_> {
             author: None,
             comment: None,
             xattr: crate::storage::storage_xattr(!nix::unistd::geteuid().is_root()),
+            healthcheck,
         };
         let image = match action {
             Action::Config(config) => {
@@ -841,6 +849,30 @@ impl Builder<'_> {
         result
     }
     // ANCHOR_END: run_step
+}
+
+/// A HEALTHCHECK as Docker writes it into an image config: `Test`, and the
+/// times in nanoseconds and `Retries` only when the Dockerfile gave them.
+fn healthcheck_json(h: &images::dockerfile::Health) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    out.insert("Test".into(), serde_json::json!(h.test()));
+    if let images::dockerfile::Health::Check(c) = h {
+        let times = [
+            ("Interval", c.interval),
+            ("Timeout", c.timeout),
+            ("StartPeriod", c.start_period),
+            ("StartInterval", c.start_interval),
+        ];
+        for (name, time) in times {
+            if let Some(t) = time {
+                out.insert(name.into(), serde_json::json!(t.as_nanos() as u64));
+            }
+        }
+        if let Some(r) = c.retries {
+            out.insert("Retries".into(), serde_json::json!(r));
+        }
+    }
+    serde_json::Value::Object(out)
 }
 
 /// The directories on the way to a COPY destination in the image, from the

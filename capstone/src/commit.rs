@@ -100,6 +100,7 @@ pub fn commit(store: &Store, key: &str, req: &CommitRequest) -> Result<String> {
             author: req.author.clone(),
             comment: req.message.clone(),
             xattr: c.storage.xattr(),
+            healthcheck: None,
         },
         reference.as_ref(),
     )?;

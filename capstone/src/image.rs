@@ -24,6 +24,9 @@ pub struct LayerInfo {
     pub comment: Option<String>,
     /// Where the unpacked layer keeps overlay's attributes.
     pub xattr: overlay::whiteout::Xattr,
+    /// A new `Healthcheck` (Docker's field of the config, which the OCI
+    /// config lacks), from HEALTHCHECK; `None` keeps the base image's.
+    pub healthcheck: Option<serde_json::Value>,
 }
 
 /// The image store: blobs and names (the lab's [`images::store::Store`])
@@ -192,7 +195,32 @@ impl ImageStore {
         }
         history.push(entry);
         image_config.set_history(Some(history));
-        self.put_image(&image_config, layers, None)
+        let health = match &info.healthcheck {
+            Some(h) => Some(h.clone()),
+            None => self.healthcheck(base)?,
+        };
+        let Some(health) = health else {
+            return self.put_image(&image_config, layers, None);
+        };
+        let mut value = serde_json::to_value(&image_config)?;
+        if let Some(config) = value.get_mut("config").and_then(|c| c.as_object_mut()) {
+            config.insert("Healthcheck".into(), health);
+        }
+        Ok(self.blobs.put_image_json(&value, layers)?)
+    }
+
+    /// The image's `Healthcheck`: Docker keeps it in the config blob beside
+    /// the OCI fields, so it is read from the blob's JSON.
+    pub fn healthcheck(&self, image: &Image) -> Result<Option<serde_json::Value>> {
+        let bytes = self
+            .blobs
+            .get_blob(image.manifest.config().digest().as_ref())?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)?;
+        Ok(value
+            .get("config")
+            .and_then(|c| c.get("Healthcheck"))
+            .filter(|h| !h.is_null())
+            .cloned())
     }
 
     /// Stores a layer tarball compressed (as registries want it); returns

@@ -459,7 +459,7 @@ pub fn inspect_json(images: &ImageStore, image: &Image) -> Result<Value> {
         .into_iter()
         .map(|p| (p, json!({})))
         .collect();
-    Ok(json!({
+    let mut view = json!({
         "Id": image.id,
         "RepoTags": repo_tags,
         "Created": image.config.created().clone().unwrap_or_default(),
@@ -483,7 +483,11 @@ pub fn inspect_json(images: &ImageStore, image: &Image) -> Result<Value> {
             "Layers": image.diff_ids(),
         },
         "Metadata": { "ManifestDigest": image.digest },
-    }))
+    });
+    // Docker's own field, outside the OCI config (null when there is none,
+    // so that a template can ask for it either way).
+    view["Config"]["Healthcheck"] = images.healthcheck(image)?.unwrap_or(Value::Null);
+    Ok(view)
 }
 
 /// `berth save`.

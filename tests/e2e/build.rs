@@ -181,6 +181,59 @@ CMD ["default", "args"]
 }
 
 #[test]
+fn healthcheck_is_kept_in_the_config_and_inherited() {
+    let b = berth!();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            "FROM busybox\nHEALTHCHECK --interval=5s --retries=2 CMD wget -q -O /dev/null localhost || exit 1\n",
+        ),
+        ("Child", "FROM checked\nRUN true\n"),
+        ("Off", "FROM checked\nHEALTHCHECK NONE\n"),
+    ]);
+    build_ok(&b, ctx.path(), &["-t", "checked"]);
+    let health = |image: &str| {
+        b.ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{json .Config.Healthcheck}}",
+            image,
+        ])
+        .trim()
+        .to_string()
+    };
+    // Docker's field and units: the test, then nanoseconds and retries.
+    let want = r#"{"Interval":5000000000,"Retries":2,"Test":["CMD-SHELL","wget -q -O /dev/null localhost || exit 1"]}"#;
+    assert_eq!(health("checked"), want);
+    // An image built on it keeps it, through a RUN step's layer too.
+    build_ok(
+        &b,
+        ctx.path(),
+        &[
+            "-t",
+            "child",
+            "-f",
+            &ctx.path().join("Child").display().to_string(),
+        ],
+    );
+    assert_eq!(health("child"), want);
+    build_ok(
+        &b,
+        ctx.path(),
+        &[
+            "-t",
+            "off",
+            "-f",
+            &ctx.path().join("Off").display().to_string(),
+        ],
+    );
+    assert_eq!(health("off"), r#"{"Test":["NONE"]}"#);
+    // An image without one has no field, as in Docker.
+    assert_eq!(health("busybox"), "null");
+}
+
+#[test]
 fn multi_stage_copies_only_what_the_last_stage_takes() {
     let b = berth!();
     let ctx = context(&[

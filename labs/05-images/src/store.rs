@@ -357,8 +357,21 @@ impl Store {
         // config's labels are a hash map, and the same config must give the
         // same bytes (and so the same id) every time.
         let value = serde_json::to_value(config).map_err(|e| Error::Invalid(e.to_string()))?;
+        self.put_image_json(&value, layers)
+    }
+
+    /// [`Store::put_image`] for a config given as JSON: the way to keep
+    /// fields the OCI config does not define, such as Docker's
+    /// `Healthcheck`. It must still read as an OCI image config.
+    pub fn put_image_json(
+        &self,
+        config: &serde_json::Value,
+        layers: Vec<Descriptor>,
+    ) -> Result<Image> {
+        serde_json::from_value::<ImageConfiguration>(config.clone())
+            .map_err(|e| Error::Invalid(format!("not an image config: {e}")))?;
         let config_bytes =
-            serde_json::to_string(&value).map_err(|e| Error::Invalid(e.to_string()))?;
+            serde_json::to_string(config).map_err(|e| Error::Invalid(e.to_string()))?;
         let config_digest = self.put_blob(config_bytes.as_bytes(), None)?;
         let manifest = oci_spec::image::ImageManifestBuilder::default()
             .schema_version(2u32)
