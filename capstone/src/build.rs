@@ -814,6 +814,11 @@ impl Builder<'_> {
                 name: None,
                 command: command.clone(),
                 options,
+                // A RUN step is not checked, whatever the image says.
+                health: crate::health::HealthFlags {
+                    none: true,
+                    ..Default::default()
+                },
             },
         )?;
         self.out.line(format!(" ---> Running in {}", c.short_id()));

@@ -241,6 +241,8 @@ pub struct CreateRequest {
     pub name: Option<String>,
     pub command: Vec<String>,
     pub options: RunOptions,
+    /// `--health-*`: how to change the image's health check.
+    pub health: crate::health::HealthFlags,
 }
 
 // ANCHOR: create
@@ -255,6 +257,8 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<Container> {
         validate_name(n)?;
     }
     let mut options = req.options;
+    options.healthcheck =
+        crate::health::resolve(images.healthcheck(&image)?.as_ref(), &req.health)?;
     if options.hostname.is_empty() && options.network != NetworkMode::Host {
         options.hostname = id[..12].to_string();
     }

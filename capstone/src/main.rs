@@ -8,6 +8,7 @@ mod commit;
 mod container;
 mod disk;
 mod doctor;
+mod health;
 mod image;
 mod image_cmd;
 mod logs;
@@ -501,6 +502,25 @@ struct RunArgs {
     rm: bool,
     #[arg(long)]
     name: Option<String>,
+    /// A command that tells whether the container works (exit 0: healthy),
+    /// run inside it with `sh -c`; replaces the image's HEALTHCHECK.
+    #[arg(long, value_name = "COMMAND")]
+    health_cmd: Option<String>,
+    /// Time between health checks (e.g. 30s, 500ms).
+    #[arg(long, value_name = "DURATION")]
+    health_interval: Option<String>,
+    /// How long one health check may take.
+    #[arg(long, value_name = "DURATION")]
+    health_timeout: Option<String>,
+    /// Time to start up, during which failed checks do not count.
+    #[arg(long, value_name = "DURATION")]
+    health_start_period: Option<String>,
+    /// Failed checks in a row before the container is unhealthy.
+    #[arg(long, value_name = "N")]
+    health_retries: Option<u32>,
+    /// Run no health check, whatever the image says.
+    #[arg(long)]
+    no_healthcheck: bool,
     /// Pull the image first: when it is missing, always, or never.
     #[arg(long, value_enum, default_value_t)]
     pull: registry_cmd::PullPolicy,
@@ -766,6 +786,8 @@ impl RunArgs {
                 .clone()
                 .map(|e| if e.is_empty() { vec![] } else { vec![e] }),
             stop_timeout: self.stop_timeout,
+            // Filled in at creation, from the image and the --health-* flags.
+            healthcheck: None,
             stop_signal: {
                 options::parse_signal(&self.stop_signal)?;
                 self.stop_signal.clone()
@@ -829,6 +851,14 @@ impl RunArgs {
             name: self.name.clone(),
             command: self.command.clone(),
             options: self.options()?,
+            health: health::HealthFlags {
+                cmd: self.health_cmd.clone(),
+                interval: self.health_interval.clone(),
+                timeout: self.health_timeout.clone(),
+                start_period: self.health_start_period.clone(),
+                retries: self.health_retries,
+                none: self.no_healthcheck,
+            },
         })
     }
 }

@@ -236,10 +236,21 @@ fn monitor(store: &Store, id: &str, attach: Attach, ready: &mut Option<File>) ->
             c.state.oom_killed = false;
             c.state.error.clear();
             c.state.started_at = Some(SystemTime::now());
+            c.state.health = o
+                .healthcheck
+                .as_ref()
+                .map(|_| crate::health::Health::starting());
             Ok(())
         })?;
         if let Some(mut r) = ready.take() {
             writeln!(r, "ok")?;
+        }
+        // Health checks run on a thread of their own while the container
+        // runs, each as a `berth exec` into it.
+        let checks_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Some(check) = o.healthcheck.clone() {
+            let (store, id, stop) = (store.clone(), id.to_string(), checks_stop.clone());
+            std::thread::spawn(move || crate::health::watch(store, id, pid, check, stop));
         }
 
         let io = Io {
@@ -253,7 +264,9 @@ fn monitor(store: &Store, id: &str, attach: Attach, ready: &mut Option<File>) ->
                 .transpose()?,
         };
         let mut log = Writer::open(&dir.join("container.log"))?;
-        let exit = pump(&running, io, &mut log, &signals, attach, interactive_fg)?;
+        let exit = pump(&running, io, &mut log, &signals, attach, interactive_fg);
+        checks_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let exit = exit?;
         drop(signals);
         mask.thread_unblock()?;
         let code = exit.status();

@@ -291,6 +291,10 @@ pub struct RunOptions {
     /// second `--network` flag, or `network connect`.
     #[serde(default)]
     pub also_networks: Vec<Connection>,
+    /// The health check: the image's HEALTHCHECK with the `--health-*`
+    /// flags applied (lab 05).
+    #[serde(default)]
+    pub healthcheck: Option<crate::health::HealthConfig>,
 }
 
 /// A container's place on one bridge network, as asked for: the network,

@@ -79,6 +79,9 @@ pub struct RunState {
     pub oom_killed: bool,
     pub started_at: Option<SystemTime>,
     pub finished_at: Option<SystemTime>,
+    /// What the health checks found, for a container that has them.
+    #[serde(default)]
+    pub health: Option<crate::health::Health>,
 }
 
 impl Default for RunState {
@@ -93,6 +96,7 @@ impl Default for RunState {
             oom_killed: false,
             started_at: None,
             finished_at: None,
+            health: None,
         }
     }
 }

@@ -48,7 +48,15 @@ pub fn status_text(c: &Container, now: SystemTime) -> String {
     let s = &c.state;
     match s.status {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", human_duration(since(s.started_at, now))),
+        Status::Running => {
+            let health = match s.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => " (health: starting)",
+                Some("healthy") => " (healthy)",
+                Some("unhealthy") => " (unhealthy)",
+                _ => "",
+            };
+            format!("Up {}{health}", human_duration(since(s.started_at, now)))
+        }
         Status::Paused => format!("Up {} (Paused)", human_duration(since(s.started_at, now))),
         Status::Restarting => format!(
             "Restarting ({}) {} ago",
@@ -158,6 +166,16 @@ pub fn inspect(c: &Container, dir: &std::path::Path) -> Value {
             "Error": s.error,
             "StartedAt": timestamp(s.started_at),
             "FinishedAt": timestamp(s.finished_at),
+            "Health": s.health.as_ref().map(|h| json!({
+                "Status": h.status,
+                "FailingStreak": h.failing_streak,
+                "Log": h.log.iter().map(|p| json!({
+                    "Start": timestamp(Some(p.start)),
+                    "End": timestamp(Some(p.end)),
+                    "ExitCode": p.exit_code,
+                    "Output": p.output,
+                })).collect::<Vec<_>>(),
+            })),
         },
         "Image": c.image_id,
         "ResolvConfPath": dir.join("resolv.conf"),

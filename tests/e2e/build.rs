@@ -234,6 +234,99 @@ fn healthcheck_is_kept_in_the_config_and_inherited() {
 }
 
 #[test]
+fn health_checks_run_inside_the_running_container() {
+    let b = berth!();
+    // Flags on an image without a check: failing twice makes it unhealthy;
+    // one pass makes it healthy again.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "h",
+        "--network",
+        "none",
+        "--health-cmd",
+        "test -f /tmp/ready",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    b.wait_for("h", "{{.State.Health.Status}}", "unhealthy", 15);
+    assert!(b.ok(&["ps"]).contains("(unhealthy)"));
+    b.ok(&["exec", "h", "touch", "/tmp/ready"]);
+    b.wait_for("h", "{{.State.Health.Status}}", "healthy", 15);
+    assert!(b.ok(&["ps"]).contains("(healthy)"));
+    assert_eq!(b.inspect("h", "{{.State.Health.FailingStreak}}"), "0");
+    let log = b.inspect("h", "{{json .State.Health.Log}}");
+    assert!(
+        log.contains(r#""ExitCode":0"#) && log.contains(r#""ExitCode":1"#),
+        "{log}"
+    );
+    b.ok(&["rm", "-f", "h"]);
+
+    // The image's HEALTHCHECK, with a test that outlives its timeout.
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox\nHEALTHCHECK --interval=200ms --timeout=300ms --retries=1 CMD sleep 5\n",
+    )]);
+    build_ok(&b, ctx.path(), &["-t", "slow"]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "s",
+        "--network",
+        "none",
+        "slow",
+        "sleep",
+        "60",
+    ]);
+    b.wait_for("s", "{{.State.Health.Status}}", "unhealthy", 15);
+    let log = b.inspect("s", "{{json .State.Health.Log}}");
+    assert!(
+        log.contains("Health check exceeded timeout (300ms)"),
+        "{log}"
+    );
+    // --no-healthcheck switches it off.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "off",
+        "--network",
+        "none",
+        "--no-healthcheck",
+        "slow",
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(b.inspect("off", "{{json .State.Health}}"), "null");
+    let ps = b.ok(&["ps"]);
+    let off = ps.lines().find(|l| l.ends_with(" off")).unwrap();
+    assert!(!off.contains("health"), "{ps}");
+    b.ok(&["rm", "-f", "s", "off"]);
+    // A flag without a test, or a bad duration, is refused before anything is made.
+    let (code, _, err) = b.run(&["create", "--health-retries", "3", "busybox"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("give --health-cmd"), "{err}");
+    let (code, _, err) = b.run(&[
+        "create",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "soon",
+        "busybox",
+    ]);
+    assert_eq!(code, 125);
+    assert!(err.contains("invalid --health-interval \"soon\""), "{err}");
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
 fn multi_stage_copies_only_what_the_last_stage_takes() {
     let b = berth!();
     let ctx = context(&[
