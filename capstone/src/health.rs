@@ -48,9 +48,12 @@ pub struct HealthFlags {
     pub none: bool,
 }
 
-fn duration(flag: &str, text: &str) -> Result<Duration> {
+/// A `--health-*` duration; zero means "as the image says, or Docker's
+/// default", as in Docker.
+fn duration(flag: &str, text: &str) -> Result<Option<Duration>> {
     match humantime::parse_duration(text) {
-        Ok(d) if d >= Duration::from_millis(1) => Ok(d),
+        Ok(Duration::ZERO) => Ok(None),
+        Ok(d) if d >= Duration::from_millis(1) => Ok(Some(d)),
         Ok(_) => bail!("{flag} {text:?} is too short: give at least 1ms"),
         Err(e) => {
             bail!("invalid {flag} {text:?} ({e}): write a duration such as 30s, 1m30s or 500ms")
@@ -103,11 +106,8 @@ pub fn resolve(
         ),
     }
     let pick = |flag: &str, given: &Option<String>, image: Option<Duration>, default: Duration| {
-        given
-            .as_deref()
-            .map(|t| duration(flag, t))
-            .transpose()
-            .map(|d| d.or(image).unwrap_or(default))
+        let given = given.as_deref().map(|t| duration(flag, t)).transpose()?;
+        Ok::<_, anyhow::Error>(given.flatten().or(image).unwrap_or(default))
     };
     Ok(Some(HealthConfig {
         test,
@@ -131,6 +131,7 @@ pub fn resolve(
         )?,
         retries: flags
             .retries
+            .filter(|&n| n > 0)
             .or_else(|| {
                 image
                     .and_then(|h| h.get("Retries"))
@@ -172,12 +173,13 @@ impl Health {
     }
 
     /// Takes in one result: a pass makes the container healthy; a failure
-    /// counts towards `retries` unless it came during the start period.
-    pub fn record(&mut self, probe: Probe, retries: u32, starting_up: bool) {
+    /// counts towards `retries` unless it came in the start period while
+    /// the container had not yet been healthy.
+    pub fn record(&mut self, probe: Probe, retries: u32, in_start_period: bool) {
         if probe.exit_code == 0 {
             self.status = "healthy".into();
             self.failing_streak = 0;
-        } else if !starting_up {
+        } else if !(in_start_period && self.status == "starting") {
             self.failing_streak += 1;
             if self.failing_streak >= retries {
                 self.status = "unhealthy".into();
@@ -191,11 +193,11 @@ impl Health {
 }
 
 /// Checks the container `id`, whose first process is `init` (a host pid),
-/// until `stop` is set (the monitor sets it when the container exits).
-/// Runs on a thread of the monitor.
+/// until `stop` is set (the monitor sets it when the container exits, and
+/// then waits for this thread). Runs on a thread of the monitor. A paused
+/// container is not checked, as in Docker.
 pub fn watch(store: Store, id: String, init: i32, config: HealthConfig, stop: Arc<AtomicBool>) {
     let started = Instant::now();
-    let mut removed = false;
     loop {
         let next = Instant::now() + config.interval;
         while Instant::now() < next {
@@ -205,23 +207,25 @@ pub fn watch(store: Store, id: String, init: i32, config: HealthConfig, stop: Ar
             }
             std::thread::sleep(Duration::from_millis(20).min(config.interval));
         }
-        if removed {
-            continue; // only reaping now, until the container is gone
+        match store.load(&id) {
+            Ok(c) if c.state.status == crate::state::Status::Running => {}
+            _ => continue, // paused, or being removed: wait for the monitor
         }
-        let probe = run_test(&store, &id, &config);
+        // A failure counts unless it comes while the container is still
+        // `starting` and within the start period, measured to the probe's
+        // start.
+        let in_start_period = started.elapsed() < config.start_period;
+        let probe = run_test(&store, &id, &config, &stop);
         reap_orphans(init);
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        let starting_up = started.elapsed() < config.start_period;
         tracing::debug!(container = id, code = probe.exit_code, "health check");
-        removed = store
-            .update(&id, |c| {
-                let health = c.state.health.get_or_insert_with(Health::starting);
-                health.record(probe.clone(), config.retries, starting_up);
-                Ok(())
-            })
-            .is_err();
+        let _ = store.update(&id, |c| {
+            let health = c.state.health.get_or_insert_with(Health::starting);
+            health.record(probe.clone(), config.retries, in_start_period);
+            Ok(())
+        });
     }
 }
 
@@ -275,9 +279,10 @@ fn reap_orphans(init: i32) {
 }
 
 /// Runs the test once, in the container, through `berth exec`; output and
-/// exit code are kept, and a test that takes longer than the timeout is
-/// killed and fails.
-fn run_test(store: &Store, id: &str, config: &HealthConfig) -> Probe {
+/// exit code are kept. A test that takes longer than the timeout, or is
+/// still running when `stop` is set, is killed and fails.
+fn run_test(store: &Store, id: &str, config: &HealthConfig, stop: &AtomicBool) -> Probe {
+    use std::os::unix::process::CommandExt;
     let start = SystemTime::now();
     let command: Vec<String> = match config.test[0].as_str() {
         "CMD-SHELL" => vec!["/bin/sh".into(), "-c".into(), config.test[1].clone()],
@@ -289,11 +294,8 @@ fn run_test(store: &Store, id: &str, config: &HealthConfig) -> Probe {
         exit_code,
         output,
     };
-    let exe = match std::env::current_exe() {
-        Ok(exe) => exe,
-        Err(e) => return finish(-1, format!("cannot find berth to run the check: {e}")),
-    };
-    let child = Command::new(exe)
+    // /proc/self/exe: still this program if its file was replaced since.
+    let child = Command::new("/proc/self/exe")
         .arg("--root")
         .arg(&store.root)
         .arg("--runroot")
@@ -303,45 +305,60 @@ fn run_test(store: &Store, id: &str, config: &HealthConfig) -> Probe {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Not in the terminal's process group: a Ctrl-C for `berth run`
+        // is not for the check.
+        .process_group(0)
         .spawn();
     let mut child = match child {
         Ok(c) => c,
         Err(e) => return finish(-1, format!("cannot start the check: {e}")),
     };
-    // The pipes are read on threads, so that a chatty test cannot block on
-    // a full pipe while we wait for it.
-    let readers: Vec<_> = [
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    // The output is read as it comes, without blocking, in the same loop
+    // that waits: a process the test leaves behind may hold the pipes
+    // open, and must not hold up the check.
+    let pipes: Vec<std::fs::File> = [
+        child.stdout.take().map(std::os::fd::OwnedFd::from),
+        child.stderr.take().map(std::os::fd::OwnedFd::from),
     ]
     .into_iter()
     .flatten()
-    .map(|mut pipe| {
-        std::thread::spawn(move || {
-            let mut out = Vec::new();
-            let _ = pipe.read_to_end(&mut out);
-            out
-        })
-    })
+    .map(std::fs::File::from)
     .collect();
+    for pipe in &pipes {
+        let _ = nix::fcntl::fcntl(
+            pipe,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        );
+    }
+    let mut output = Vec::new();
+    let drain = |output: &mut Vec<u8>| {
+        let mut buf = [0u8; 4096];
+        for mut pipe in &pipes {
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                if output.len() < OUTPUT {
+                    output.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+    };
     let deadline = Instant::now() + config.timeout;
     let status = loop {
+        drain(&mut output);
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() >= deadline => {
-                // The test itself runs in the container as a child of
-                // `berth exec`: kill it first, then `berth exec`.
+            Ok(None) if Instant::now() >= deadline || stop.load(Ordering::Relaxed) => {
+                // The test runs in the container as a child of `berth
+                // exec`: kill it, give `berth exec` a moment to reap it and
+                // exit by itself, and kill `berth exec` only if it does not.
                 for pid in descendants(child.id() as i32) {
                     let _ = nix::sys::signal::kill(
                         nix::unistd::Pid::from_raw(pid),
                         nix::sys::signal::Signal::SIGKILL,
                     );
+                }
+                let grace = Instant::now() + Duration::from_millis(500);
+                while Instant::now() < grace && matches!(child.try_wait(), Ok(None)) {
+                    std::thread::sleep(Duration::from_millis(10));
                 }
                 let _ = child.kill();
                 let _ = child.wait();
@@ -351,22 +368,9 @@ fn run_test(store: &Store, id: &str, config: &HealthConfig) -> Probe {
             Err(_) => break None,
         }
     };
-    // After a timeout, a process the test started may still hold the pipes:
-    // its output is not waited for.
-    let mut output = Vec::new();
-    if status.is_some() {
-        for r in readers {
-            output.extend(r.join().unwrap_or_default());
-        }
-    }
-    let mut output = String::from_utf8_lossy(&output).into_owned();
-    if output.len() > OUTPUT {
-        let mut end = OUTPUT;
-        while !output.is_char_boundary(end) {
-            end -= 1;
-        }
-        output.truncate(end);
-    }
+    drain(&mut output);
+    output.truncate(OUTPUT);
+    let output = String::from_utf8_lossy(&output).into_owned();
     match status {
         Some(s) => finish(s.code().unwrap_or(-1), output),
         None => finish(
@@ -407,6 +411,10 @@ mod tests {
             h.record(probe(1), 1, true);
         }
         assert_eq!((h.status.as_str(), h.failing_streak), ("starting", 0));
+        // Once healthy, a failure counts even in the start period.
+        h.record(probe(0), 1, true);
+        h.record(probe(1), 1, true);
+        assert_eq!((h.status.as_str(), h.failing_streak), ("unhealthy", 1));
         // Only the last few results are kept.
         for _ in 0..10 {
             h.record(probe(0), 1, false);

@@ -248,10 +248,10 @@ fn monitor(store: &Store, id: &str, attach: Attach, ready: &mut Option<File>) ->
         // Health checks run on a thread of their own while the container
         // runs, each as a `berth exec` into it.
         let checks_stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        if let Some(check) = o.healthcheck.clone() {
+        let checks = o.healthcheck.clone().map(|check| {
             let (store, id, stop) = (store.clone(), id.to_string(), checks_stop.clone());
-            std::thread::spawn(move || crate::health::watch(store, id, pid, check, stop));
-        }
+            std::thread::spawn(move || crate::health::watch(store, id, pid, check, stop))
+        });
 
         let io = Io {
             stdin: stdin_ours,
@@ -265,7 +265,13 @@ fn monitor(store: &Store, id: &str, attach: Attach, ready: &mut Option<File>) ->
         };
         let mut log = Writer::open(&dir.join("container.log"))?;
         let exit = pump(&running, io, &mut log, &signals, attach, interactive_fg);
+        // The checks end with the container, before its state says so (and
+        // before a restart forks this process, which must then have one
+        // thread).
         checks_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(checks) = checks {
+            let _ = checks.join();
+        }
         let exit = exit?;
         drop(signals);
         mask.thread_unblock()?;
