@@ -46,13 +46,19 @@ pub fn resolve_command(
 }
 // ANCHOR_END: resolve_command
 
+/// Whether `reference` names the built-in image, which berth makes from the
+/// host's busybox instead of pulling it.
+pub fn is_builtin(reference: &Reference) -> bool {
+    reference.familiar() == "busybox:latest"
+}
+
 /// Finds an image, making the built-in `busybox` from the host on first use.
 pub fn ensure_image(images: &ImageStore, name: &str) -> Result<Image> {
     if let Some(image) = images.find(name)? {
         return Ok(image);
     }
     let reference = Reference::parse(name)?;
-    if reference.familiar() == "busybox:latest" {
+    if is_builtin(&reference) {
         eprintln!(
             "Unable to find image 'busybox:latest' locally; making it from the host's busybox"
         );

@@ -231,22 +231,26 @@ pub fn watch(store: Store, id: String, init: i32, config: HealthConfig, stop: Ar
 
 /// Every process below `pid`, the deepest last.
 fn descendants(pid: i32) -> Vec<i32> {
-    let mut found = Vec::new();
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+    children(&pid.to_string())
+        .into_iter()
+        .flat_map(|child| std::iter::once(child).chain(descendants(child)))
+        .collect()
+}
+
+/// The children of every thread of process `pid` (`self` for this one),
+/// from `/proc/PID/task/TID/children`.
+fn children(pid: &str) -> Vec<i32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()
         .flatten()
-        .flatten();
-    for task in tasks {
-        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        for child in children
-            .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
-        {
-            found.push(child);
-            found.extend(descendants(child));
-        }
-    }
-    found
+        .flatten()
+        .flat_map(|task| {
+            let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Reaps what a test left behind. The monitor is a child subreaper (lab
@@ -261,19 +265,9 @@ fn reap_orphans(init: i32) {
     let Some(container_ns) = ns(init) else {
         return;
     };
-    let tasks = std::fs::read_dir("/proc/self/task")
-        .into_iter()
-        .flatten()
-        .flatten();
-    for task in tasks {
-        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        for pid in children
-            .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
-        {
-            if pid != init && ns(pid).as_ref() == Some(&container_ns) {
-                let _ = waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
-            }
+    for pid in children("self") {
+        if pid != init && ns(pid).as_ref() == Some(&container_ns) {
+            let _ = waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
         }
     }
 }

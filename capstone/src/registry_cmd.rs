@@ -238,7 +238,7 @@ pub fn pull_for_run(store: &Store, name: &str, policy: PullPolicy) -> Result<()>
         Err(_) if !missing => return Ok(()),
         Err(e) => return Err(e.into()),
     };
-    let builtin = reference.familiar() == "busybox:latest";
+    let builtin = crate::container::is_builtin(&reference);
     match policy {
         PullPolicy::Never => return Ok(()),
         PullPolicy::Missing if !missing || builtin => return Ok(()),

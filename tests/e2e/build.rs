@@ -433,35 +433,23 @@ fn dockerignore_and_the_context_boundary() {
     let out = build_ok(&b, ctx.path(), &[]);
     assert_eq!(out.matches("Using cache").count(), 2, "{out}");
     // Outside the context, or ignored: clear errors, at the line.
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        "FROM busybox\nCOPY ../etc/passwd /x\n",
-    )
-    .unwrap();
-    let (code, _, err) = build(&b, ctx.path(), &[]);
-    assert_eq!(code, 1);
+    let fails = |dockerfile: &str| {
+        std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
+        let (code, _, err) = build(&b, ctx.path(), &[]);
+        assert_eq!(code, 1, "{err}");
+        err
+    };
+    let err = fails("FROM busybox\nCOPY ../etc/passwd /x\n");
     assert!(
         err.contains("Dockerfile:2") && err.contains("outside the build context"),
         "{err}"
     );
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        "FROM busybox\nCOPY debug.log /x\n",
-    )
-    .unwrap();
-    let (code, _, err) = build(&b, ctx.path(), &[]);
-    assert_eq!(code, 1);
+    let err = fails("FROM busybox\nCOPY debug.log /x\n");
     assert!(
         err.contains("debug.log") && err.contains(".dockerignore"),
         "{err}"
     );
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        "FROM busybox\nADD http://example.com/x /x\n",
-    )
-    .unwrap();
-    let (code, _, err) = build(&b, ctx.path(), &[]);
-    assert_eq!(code, 1);
+    let err = fails("FROM busybox\nADD http://example.com/x /x\n");
     assert!(err.contains("offline") || err.contains("network"), "{err}");
 }
 
